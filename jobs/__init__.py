@@ -1,0 +1,1 @@
+"""Entry points: one per stage, runnable from the `seqrec` CLI and with spark-submit."""

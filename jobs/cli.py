@@ -1,0 +1,15 @@
+"""The `seqrec` command: one subcommand per stage, each also runnable with spark-submit (jobs/<stage>.py)."""
+
+import typer
+
+from jobs import ingest
+
+app = typer.Typer(help="seqrec: nightly sequential recommendations on Spark, Delta Lake and PyTorch.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("ingest")(ingest.command)
+
+
+@app.callback()
+def main() -> None:
+    """Run one stage of the nightly job for a logical date --ds. Configuration: lake/defaults.yaml and
+    each stage's defaults.yaml, overridden by --config FILE, then SEQREC__SECTION__KEY variables."""

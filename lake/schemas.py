@@ -1,0 +1,194 @@
+"""Every named table's schema, partition column and meaning: the one place a table's shape is declared.
+
+Writes are checked against these (see lake.tables), so a table's schema never changes silently:
+changing a column here is a deliberate, reviewed change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+__all__ = ["BEHAVIOURS", "BEHAVIOUR_INDEX", "PAD_INDEX", "TABLES", "UNKNOWN_INDEX", "TableSpec", "spec"]
+
+# Canonical behaviour vocabulary, in funnel order. Index 0 is padding in sequences.
+BEHAVIOURS: tuple[str, ...] = ("click", "search", "favourite", "cart", "purchase")
+BEHAVIOUR_INDEX: dict[str, int] = {name: i + 1 for i, name in enumerate(BEHAVIOURS)}
+# Dense vocabulary indexes (items, categories): 0 pads sequences, 1 stands for an id the vocabulary lacks.
+PAD_INDEX = 0
+UNKNOWN_INDEX = 1
+
+UTC_US = pa.timestamp("us", tz="UTC")
+INT_LIST = pa.list_(pa.int32())
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    partition_by: str | None
+    description: str
+
+
+def _spec(name: str, partition_by: str | None, description: str, *fields: pa.Field) -> TableSpec:
+    return TableSpec(name, pa.schema(list(fields)), partition_by, description)
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in [
+        _spec(
+            "events", "ds", "Accepted raw behaviour events, one row per event, canonical behaviours.",
+            _f("user_id", pa.int64()),
+            _f("item_id", pa.int64()),
+            _f("category_id", pa.int64()),
+            _f("behaviour", pa.string()),
+            _f("event_time", UTC_US),
+            _f("source_file", pa.string()),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "events_quarantine", "ds", "Raw rows ingest refused, with the reason; ds is the run that saw them.",
+            _f("source_file", pa.string()),
+            _f("raw", pa.string()),
+            _f("reason", pa.string()),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "ingest_stats", "ds", "Row accounting per ingest run: input = accepted + other_day + quarantined.",
+            _f("source_file", pa.string()),
+            _f("rows_in", pa.int64()),
+            _f("accepted", pa.int64()),
+            _f("other_day", pa.int64()),
+            _f("quarantined", pa.int64()),
+            _f("ingested_at", UTC_US),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "featurize_stats", "ds", "One row per cleaning step: rows in, rows out, removed and why.",
+            _f("step_order", pa.int32()),
+            _f("step", pa.string()),
+            _f("rows_in", pa.int64()),
+            _f("rows_out", pa.int64()),
+            _f("removed", pa.int64()),
+            _f("reason", pa.string()),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "abnormal_users", "ds", "Users excluded as bot-like: their volume and the threshold they crossed.",
+            _f("user_id", pa.int64()),
+            _f("events", pa.int64()),
+            _f("max_events_per_day", pa.int64()),
+            _f("threshold", pa.float64()),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "item_vocab", None, "item_id -> dense index (0 padding, 1 unknown). Append-only: never renumbered.",
+            _f("item_id", pa.int64()),
+            _f("item_index", pa.int32()),
+            _f("first_seen_ds", pa.string()),
+        ),
+        _spec(
+            "category_vocab", None, "category_id -> dense index (0 padding, 1 unknown). Append-only.",
+            _f("category_id", pa.int64()),
+            _f("category_index", pa.int32()),
+            _f("first_seen_ds", pa.string()),
+        ),
+        _spec(
+            "item_categories", "ds", "Each vocabulary item's category index as of ds (last category seen).",
+            _f("item_index", pa.int32()),
+            _f("category_index", pa.int32()),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "user_sequences", "ds",
+            "Each user's most recent events up to ds, oldest first (L most recent kept).",
+            _f("user_id", pa.int64()),
+            _f("items", INT_LIST),
+            _f("behaviours", INT_LIST),
+            _f("categories", INT_LIST),
+            _f("gap_buckets", INT_LIST),
+            _f("length", pa.int32()),
+            _f("truncated", pa.int32()),
+            _f("last_event_time", UTC_US),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "train_examples", "ds",
+            "Model inputs, oldest first: per position, the input step and the next item to predict "
+            "(targets 0 = no loss). split = train | valid | test.",
+            _f("user_id", pa.int64()),
+            _f("split", pa.string()),
+            _f("items", INT_LIST),
+            _f("behaviours", INT_LIST),
+            _f("categories", INT_LIST),
+            _f("gap_buckets", INT_LIST),
+            _f("targets", INT_LIST),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "models", None, "Mirror of the MLflow registry for SQL readers: one row per registered version.",
+            _f("model_name", pa.string()),
+            _f("model_version", pa.string()),
+            _f("run_id", pa.string()),
+            _f("model_type", pa.string()),
+            _f("trained_ds", pa.string()),
+            _f("item_vocab_size", pa.int64()),
+            _f("vocab_fingerprint", pa.string()),
+            _f("valid_ndcg_at_10", pa.float64(), nullable=True),
+            _f("aliases", pa.string()),
+            _f("created_at", UTC_US),
+        ),
+        _spec(
+            "model_metrics", "model_version", "One row per (model, protocol, metric, K).",
+            _f("model_version", pa.string()),
+            _f("protocol", pa.string()),
+            _f("split", pa.string()),
+            _f("metric", pa.string()),
+            _f("k", pa.int32()),
+            _f("value", pa.float64()),
+            _f("users", pa.int64()),
+            _f("evaluated_at", UTC_US),
+        ),
+        _spec(
+            "deny_list", None, "Items marketing never wants recommended.",
+            _f("item_id", pa.int64()),
+            _f("reason", pa.string(), nullable=True),
+        ),
+        _spec(
+            "recommendations", "ds", "Top-N items per active user for ds, rank 1 = best.",
+            _f("user_id", pa.int64()),
+            _f("rank", pa.int32()),
+            _f("item_id", pa.int64()),
+            _f("score", pa.float32()),
+            _f("source", pa.string()),
+            _f("model_version", pa.string()),
+            _f("generated_at", UTC_US),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "recommendations_latest", None, "The last validated recommendations partition, republished whole.",
+            _f("user_id", pa.int64()),
+            _f("rank", pa.int32()),
+            _f("item_id", pa.int64()),
+            _f("score", pa.float32()),
+            _f("source", pa.string()),
+            _f("model_version", pa.string()),
+            _f("generated_at", UTC_US),
+            _f("ds", pa.string()),
+        ),
+    ]
+}
+
+
+def spec(name: str) -> TableSpec:
+    """The declared spec of table ``name``; raises KeyError listing the known tables."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"no table named {name!r}; known tables: {sorted(TABLES)}") from None

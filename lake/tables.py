@@ -1,0 +1,297 @@
+"""Named Delta tables under one lake root: the only module that knows how tables are stored.
+
+Verbs: ``create``, ``write`` (replace one partition, append or overwrite, each one atomic commit),
+``read`` (Arrow), ``read_spark``, ``file_uris`` (for Petastorm), ``version``, ``history``, ``partitions``.
+
+Two backends write the same Delta format:
+- delta-rs (``deltalake``), the embedded default: Arrow data is committed directly; Spark DataFrames are
+  written by the executors in parallel and committed by the driver in one transaction
+  (see ``lake._spark_writer``);
+- delta-spark, used for Spark DataFrames when Delta's jars are on Spark's classpath (clusters).
+Reads go through the Delta log (delta-rs) and Parquet, so both backends' tables read the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
+
+from lake._arrow import check_columns, conform
+from lake.config import Config, LakeSettings
+from lake.errors import ConcurrentWriteError, SchemaMismatchError, TableNotFoundError
+from lake.schemas import TableSpec, spec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["Lake", "WriteMode"]
+
+WriteMode = Literal["replace_partition", "append", "overwrite"]
+
+
+def _is_spark_dataframe(data: Any) -> bool:
+    return type(data).__module__.startswith("pyspark.sql")
+
+
+class Lake:
+    """The lake root and its named tables.
+
+    Args:
+        settings: the ``lake`` config section (root, backend, storage options).
+        spark: the session used for Spark reads and writes; needed only by ``read_spark`` and Spark writes.
+    """
+
+    def __init__(self, settings: LakeSettings, *, spark: SparkSession | None = None) -> None:
+        self.settings = settings
+        self.root = settings.root.rstrip("/")
+        self.storage_options: dict[str, str] = {k: str(v) for k, v in settings.storage_options.items()}
+        self.spark = spark
+        self._spark_backend: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, *, spark: SparkSession | None = None) -> Lake:
+        return cls(config.lake, spark=spark)
+
+    # -- naming -----------------------------------------------------------------------------------
+    def uri(self, name: str) -> str:
+        """Where table ``name`` lives."""
+        spec(name)
+        if "://" in self.root:
+            return f"{self.root}/{name}"
+        import os
+
+        return os.path.abspath(os.path.join(self.root, name))
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._table(name)
+            return True
+        except TableNotFoundError:
+            return False
+
+    def _table(self, name: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(name), version=version, storage_options=self.storage_options or None)
+        except DeltaTableNotFound:
+            raise TableNotFoundError(
+                f"table '{name}' does not exist under {self.root}; run the stage that writes it first"
+            ) from None
+
+    # -- writing ----------------------------------------------------------------------------------
+    def create(self, name: str) -> None:
+        """Create table ``name`` with its declared schema if missing; check the schema if present."""
+        table_spec = spec(name)
+        if self.exists(name):
+            self._check_stored_schema(table_spec)
+            return
+        DeltaTable.create(
+            self.uri(name), table_spec.schema, mode="ignore",
+            partition_by=[table_spec.partition_by] if table_spec.partition_by else None,
+            storage_options=self.storage_options or None,
+        )
+
+    def _check_stored_schema(self, table_spec: TableSpec) -> None:
+        stored = pa.schema(self._table(table_spec.name).schema())
+        declared = [(f.name, f.type) for f in table_spec.schema]
+        actual = [(f.name, f.type) for f in stored]
+        if declared != actual:
+            raise SchemaMismatchError(
+                f"table '{table_spec.name}' at {self.uri(table_spec.name)} was created with {actual} but "
+                f"lake/schemas.py declares {declared}. Migrate the table on purpose (or point lake.root "
+                f"elsewhere); seqrec never changes a table's schema silently."
+            )
+
+    def write(
+        self,
+        name: str,
+        data: pa.Table | pd.DataFrame | DataFrame,
+        *,
+        partition: str | None = None,
+        mode: WriteMode = "replace_partition",
+    ) -> int:
+        """Commit ``data`` to table ``name`` atomically and return the new table version.
+
+        Args:
+            name: a table declared in ``lake.schemas``.
+            data: an Arrow table, a pandas DataFrame or a Spark DataFrame (written by the executors).
+            partition: with ``replace_partition``, the value of the table's partition column to replace;
+                every row must carry it.
+            mode: ``replace_partition`` (default) swaps exactly that partition and leaves the others;
+                ``append`` adds rows; ``overwrite`` replaces the whole table.
+        """
+        table_spec = spec(name)
+        if mode == "replace_partition":
+            if table_spec.partition_by is None:
+                raise ValueError(f"table '{name}' has no partition column; use mode='overwrite' or 'append'")
+            if partition is None:
+                raise ValueError(f"replace_partition on '{name}' needs partition=<{table_spec.partition_by}>")
+        self.create(name)
+        if _is_spark_dataframe(data):
+            self._write_spark(table_spec, data, mode, partition)
+        else:
+            self._write_arrow(table_spec, data, mode, partition)
+        return self.version(name)
+
+    def _write_arrow(self, table_spec: TableSpec, data: Any, mode: WriteMode, partition: str | None) -> None:
+        if not isinstance(data, pa.Table):
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        data = conform(data, table_spec)
+        part_col = table_spec.partition_by
+        predicate = None
+        if mode == "replace_partition":
+            assert part_col is not None and partition is not None
+            values = set(data.column(part_col).unique().to_pylist())
+            if values - {partition}:
+                raise SchemaMismatchError(
+                    f"table '{table_spec.name}': replacing {part_col}={partition} but rows hold {sorted(values)}"
+                )
+            predicate = f"{part_col} = '{partition.replace(chr(39), chr(39) * 2)}'"
+        try:
+            write_deltalake(
+                self.uri(table_spec.name), data,
+                mode="append" if mode == "append" else "overwrite",
+                predicate=predicate,
+                partition_by=[part_col] if part_col else None,
+                storage_options=self.storage_options or None,
+            )
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(
+                f"table '{table_spec.name}': another writer committed first ({exc}); rerun the task"
+            ) from exc
+
+    def _write_spark(self, table_spec: TableSpec, df: DataFrame, mode: WriteMode, partition: str | None) -> None:
+        check_columns(df.columns, table_spec)
+        df = df.select(*table_spec.schema.names)
+        if self._spark_backend_for(df.sparkSession) == "delta-spark":
+            from lake._delta_spark import write_delta_spark
+
+            write_delta_spark(df, self.uri(table_spec.name), table_spec, mode, partition)
+            return
+        from lake._spark_writer import SOURCE_NAME, DeltaRsSource
+
+        df.sparkSession.dataSource.register(DeltaRsSource)
+        (
+            df.write.format(SOURCE_NAME)
+            .mode("append")
+            .option("table", table_spec.name)
+            .option("root", self.uri(table_spec.name))
+            .option("mode", mode)
+            .option("partition", partition or "")
+            .option("storage_options", json.dumps(self.storage_options))
+            .save()
+        )
+
+    def _spark_backend_for(self, spark: SparkSession) -> str:
+        if self._spark_backend is None:
+            backend = self.settings.backend
+            if backend == "auto":
+                from lake.spark import delta_jars_loaded
+
+                backend = "delta-spark" if delta_jars_loaded(spark) else "delta-rs"
+            self._spark_backend = backend
+        return self._spark_backend
+
+    # -- reading ----------------------------------------------------------------------------------
+    def file_uris(self, name: str, *, version: int | None = None, partition: str | None = None) -> list[str]:
+        """The Parquet files of a snapshot (optionally one partition), e.g. for Petastorm readers."""
+        table = self._table(name, version)
+        part_col = spec(name).partition_by
+        filters = [(part_col, "=", partition)] if partition is not None and part_col else None
+        return sorted(table.file_uris(partition_filters=filters))
+
+    def read(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        partition: str | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """A snapshot of table ``name`` (latest, or ``version``) as Arrow, in its declared schema.
+
+        Args:
+            name: a table declared in ``lake.schemas``.
+            version: a Delta version to time-travel to; ``None`` reads the latest.
+            partition: read only rows whose partition column equals this value.
+            columns: a subset of columns to read.
+        """
+        table_spec = spec(name)
+        uris = self.file_uris(name, version=version, partition=partition)
+        if not uris:
+            data = table_spec.schema.empty_table()
+        else:
+            root = self.uri(name)
+            fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
+            relative = [u[len(root) :].lstrip("/") if u.startswith(root) else u for u in uris]
+            part_col = table_spec.partition_by
+            partitioning = (
+                pads.partitioning(pa.schema([(part_col, pa.string())]), flavor="hive") if part_col else None
+            )
+            file_schema = table_spec.schema
+            dataset = pads.dataset(relative, format="parquet", filesystem=fs, partitioning=partitioning,
+                                   partition_base_dir="", schema=file_schema)
+            data = conform(dataset.to_table(), table_spec)
+        return data.select(columns) if columns else data
+
+    def read_pandas(self, name: str, **kwargs: Any) -> pd.DataFrame:
+        """``read`` as pandas (same arguments)."""
+        return self.read(name, **kwargs).to_pandas()
+
+    def read_spark(self, name: str, *, version: int | None = None, partition: str | None = None) -> DataFrame:
+        """A snapshot of table ``name`` as a Spark DataFrame with the declared schema."""
+        if self.spark is None:
+            raise ValueError("this Lake was built without a SparkSession; pass spark=get_spark(config)")
+        table_spec = spec(name)
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        if self._spark_backend_for(self.spark) == "delta-spark":
+            from lake._delta_spark import read_delta_spark
+
+            df = read_delta_spark(self.spark, self.uri(name), version)
+        else:
+            uris = self.file_uris(name, version=version, partition=partition)
+            spark_schema = from_arrow_schema(table_spec.schema)
+            if not uris:
+                return self.spark.createDataFrame([], spark_schema)
+            df = (
+                self.spark.read.schema(spark_schema)
+                .option("basePath", self.uri(name))
+                .parquet(*[_spark_path(u) for u in uris])
+            )
+        if partition is not None and table_spec.partition_by:
+            df = df.where(F.col(table_spec.partition_by) == partition)
+        return df.select(*table_spec.schema.names)
+
+    # -- metadata ---------------------------------------------------------------------------------
+    def version(self, name: str) -> int:
+        return self._table(name).version()
+
+    def history(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits, newest first: version, timestamp, operation and its parameters."""
+        return self._table(name).history(limit)
+
+    def partitions(self, name: str, *, version: int | None = None) -> list[str]:
+        """Distinct values of the table's partition column in a snapshot, sorted."""
+        part_col = spec(name).partition_by
+        if part_col is None:
+            raise ValueError(f"table '{name}' is not partitioned")
+        return sorted({p[part_col] for p in self._table(name, version).partitions()})
+
+
+def _storage_handler(root: str, storage_options: dict[str, str]) -> Any:
+    from deltalake.fs import DeltaStorageHandler
+
+    return DeltaStorageHandler(root, storage_options or None)
+
+
+def _spark_path(uri: str) -> str:
+    return uri if "://" in uri else f"file://{uri}"
