@@ -65,7 +65,10 @@ def _check_source(source: str) -> list[str]:
     path = Path(source)
     if not path.exists():
         raise InputError(f"source {source} does not exist")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    hidden = (".", "_")
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.name.startswith(hidden)
+    )
     if not files:
         raise EmptyInputError(f"source {source} holds no files")
     for file in files:
@@ -77,7 +80,7 @@ def _check_source(source: str) -> list[str]:
 def _check_utf8(file: Path) -> None:
     with file.open("rb") as handle:
         line_number = 0
-        for line_number, line in enumerate(handle, start=1):  # noqa: B007 - reported below
+        for line_number, line in enumerate(handle, start=1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -155,7 +158,7 @@ def classify_events(raw: DataFrame, settings: IngestSettings, ds: str, timezone:
     ids = {c: F.when(F.col(c).rlike(_INTEGER), F.trim(F.col(c)).cast("long")) for c in CANONICAL[:3]}
     behaviour = behaviour_map[F.lower(F.trim(F.col("behaviour")))]
     event_time = _event_time(settings)
-    floor = dt.datetime.fromisoformat(settings.time_floor).replace(tzinfo=dt.timezone.utc)
+    floor = dt.datetime.fromisoformat(settings.time_floor).replace(tzinfo=dt.UTC)
     day_end = F.to_utc_timestamp(F.lit(f"{ds} 00:00:00").cast("timestamp") + F.expr("INTERVAL 1 DAY"), timezone)
 
     reason = F.when(F.col("_bad_width"), F.lit("wrong number of fields (expected 5)"))
@@ -183,7 +186,9 @@ def classify_events(raw: DataFrame, settings: IngestSettings, ds: str, timezone:
     )
 
 
-def ingest(config: Config, ds: str, source: str, *, spark: SparkSession, now: dt.datetime | None = None) -> IngestResult:
+def ingest(
+    config: Config, ds: str, source: str, *, spark: SparkSession, now: dt.datetime | None = None
+) -> IngestResult:
     """Ingest ``source`` for day ``ds``: replace ds in ``events``, ``events_quarantine`` and ``ingest_stats``."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -191,13 +196,15 @@ def ingest(config: Config, ds: str, source: str, *, spark: SparkSession, now: dt
     dt.date.fromisoformat(ds)
     settings = IngestSettings.from_config(config)
     timezone = config.lake.timezone
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     lake = Lake.from_config(config, spark=spark)
 
     classified = classify_events(read_raw(spark, source, settings), settings, ds, timezone, now)
     classified = classified.withColumn(
         "_fate",
-        F.when(F.col("reason").isNotNull(), "quarantined").when(F.col("event_ds") == ds, "accepted").otherwise("other_day"),
+        F.when(F.col("reason").isNotNull(), "quarantined")
+        .when(F.col("event_ds") == ds, "accepted")
+        .otherwise("other_day"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = {r["_fate"]: r["count"] for r in classified.groupBy("_fate").count().collect()}
@@ -205,10 +212,9 @@ def ingest(config: Config, ds: str, source: str, *, spark: SparkSession, now: dt
         if rows_in == 0:
             raise EmptyInputError(f"source {source} has no rows; nothing was written for ds={ds}")
         quarantine = classified.where(F.col("_fate") == "quarantined")
-        reasons = {
-            r["reason"]: r["count"]
-            for r in quarantine.select(F.regexp_replace("reason", ": .*$", "").alias("reason")).groupBy("reason").count().collect()
-        }
+        # group by the reason's kind ("unknown behaviour"), not by each offending value
+        reason_kind = F.regexp_replace("reason", ": .*$", "").alias("reason")
+        reasons = {r["reason"]: r["count"] for r in quarantine.groupBy(reason_kind).count().collect()}
         result = IngestResult(
             ds, source, rows_in, counts.get("accepted", 0), counts.get("other_day", 0),
             counts.get("quarantined", 0), reasons,

@@ -10,7 +10,7 @@ from jobs._common import ConfigOption, DsOption, console, run_stage
 from lake import Config
 
 
-def run(config: Config, ds: str, source: str):  # noqa: ANN201 - IngestResult, imported lazily
+def run(config: Config, ds: str, source: str):
     """The ingest stage as a plain function of (config, ds)."""
     from featurization.ingest import ingest
     from lake.spark import get_spark

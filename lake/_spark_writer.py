@@ -8,6 +8,7 @@ one delta-rs transaction. Until that commit the new files are invisible to reade
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -42,7 +43,7 @@ class DeltaRsSource(DataSource):
     def name(cls) -> str:
         return SOURCE_NAME
 
-    def writer(self, schema, overwrite: bool) -> DeltaRsWriter:  # noqa: ARG002 - mode comes from options
+    def writer(self, schema, overwrite: bool) -> DeltaRsWriter:
         return DeltaRsWriter(dict(self.options))
 
 
@@ -149,7 +150,5 @@ class DeltaRsWriter(DataSourceArrowWriter):
         fs = _filesystem(self.root, self.storage_options)
         for message in messages:
             for path, *_ in (message.files if message else []):
-                try:
+                with contextlib.suppress(OSError):
                     fs.delete_file(path)
-                except OSError:
-                    pass

@@ -178,7 +178,7 @@ class Lake:
         from lake._spark_writer import SOURCE_NAME, DeltaRsSource
 
         df.sparkSession.dataSource.register(DeltaRsSource)
-        (
+        writer = (
             df.write.format(SOURCE_NAME)
             .mode("append")
             .option("table", table_spec.name)
@@ -186,8 +186,11 @@ class Lake:
             .option("mode", mode)
             .option("partition", partition or "")
             .option("storage_options", json.dumps(self.storage_options))
-            .save()
         )
+        try:
+            writer.save()
+        except Exception as exc:
+            raise _lake_error_from_worker(exc) from exc
 
     def _spark_backend_for(self, spark: SparkSession) -> str:
         if self._spark_backend is None:
@@ -205,7 +208,7 @@ class Lake:
         table = self._table(name, version)
         part_col = spec(name).partition_by
         filters = [(part_col, "=", partition)] if partition is not None and part_col else None
-        return sorted(table.file_uris(partition_filters=filters))
+        return sorted(table.file_uris(file_pruning_predicate=filters))
 
     def read(
         self,
@@ -285,6 +288,18 @@ class Lake:
         if part_col is None:
             raise ValueError(f"table '{name}' is not partitioned")
         return sorted({p[part_col] for p in self._table(name, version).partitions()})
+
+
+def _lake_error_from_worker(exc: Exception) -> Exception:
+    """Spark wraps errors raised in Python workers; surface ours (e.g. SchemaMismatchError) by type."""
+    import re
+
+    from lake import errors
+
+    match = re.search(r"lake\.errors\.(\w+): (.*)", str(exc))
+    if match and isinstance(getattr(errors, match.group(1), None), type):
+        return getattr(errors, match.group(1))(match.group(2).strip())
+    return exc
 
 
 def _storage_handler(root: str, storage_options: dict[str, str]) -> Any:

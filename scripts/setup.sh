@@ -18,6 +18,12 @@ START=$SECONDS
 trap 'echo "setup FAILED at step: $STEP (see the output above)" >&2' ERR
 step() { STEP="$1"; printf '\n==> [%4ss] %s\n' "$((SECONDS - START))" "$1"; }
 
+STAMP="$JOB_VENV/.seqrec-setup-$(cat "$ROOT/requirements/"*.txt "$ROOT/scripts/setup.sh" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ -f "$STAMP" ] && [ -x "$AIRFLOW_VENV/bin/airflow" ] && [ "${SEQREC_FORCE_SETUP:-0}" != 1 ]; then
+  echo "setup: environments are up to date ($STAMP); SEQREC_FORCE_SETUP=1 reinstalls"
+  exit 0
+fi
+
 step "check prerequisites (python 3.11, java 17, a C++ compiler, cmake)"
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
   || { echo "need Python 3.11 (set PYTHON=...)" >&2; exit 1; }
@@ -83,4 +89,6 @@ PY
 "$JOB_VENV/bin/horovodrun" --check-build | grep -E "PyTorch|Gloo" | head -3
 "$AIRFLOW_VENV/bin/airflow" version
 "$JOB_VENV/bin/seqrec" --help >/dev/null
+rm -f "$JOB_VENV"/.seqrec-setup-*
+touch "$STAMP"
 echo "setup OK in $((SECONDS - START)) s: job env $JOB_VENV, airflow env $AIRFLOW_VENV"

@@ -1,0 +1,59 @@
+"""Shared fixtures: one local Spark session per test run, and a fresh lake root per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lake import Config, Lake, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TAOBAO_SAMPLE = FIXTURES / "taobao_sample.csv"
+
+
+def _config_for(root: Path) -> Config:
+    return load_config(environ={}).with_overrides({
+        "lake": {
+            "root": str(root / "lake"),
+            "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "mlflow_artifact_root": str(root / "mlflow-artifacts"),
+            "reports_dir": str(root / "reports"),
+        },
+        "spark": {"master": "local[1]", "conf": {"spark.sql.shuffle.partitions": "2",
+                                                 "spark.driver.memory": "2g",
+                                                 "spark.ui.enabled": "false",
+                                                 "spark.ui.showConsoleProgress": "false"}},
+    })
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from lake.spark import get_spark
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = get_spark(_config_for(tmp_path_factory.mktemp("spark")))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """Defaults with the lake, MLflow store and reports under this test's tmp_path, Spark at local[1]."""
+    return _config_for(tmp_path)
+
+
+@pytest.fixture
+def lake(config: Config) -> Lake:
+    """A Lake without Spark (Arrow reads and writes)."""
+    return Lake.from_config(config)
+
+
+@pytest.fixture
+def spark_lake(config: Config, spark: object) -> Lake:
+    return Lake.from_config(config, spark=spark)
