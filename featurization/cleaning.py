@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 __all__ = [
+    "abnormal_threshold",
     "abnormal_users",
     "behaviour_index",
     "events_per_user_day",
@@ -73,26 +74,30 @@ def events_per_user_day(events: DataFrame) -> DataFrame:
     return events.groupBy("user_id", "ds").agg(F.count(F.lit(1)).alias("events"))
 
 
-def abnormal_users(user_days: DataFrame, quantile: float, min_events_per_day: int) -> DataFrame:
-    """Users whose busiest day exceeds the threshold: ``user_id, events, max_events_per_day, threshold``.
+def abnormal_threshold(user_days: DataFrame, quantile: float, min_events_per_day: int) -> DataFrame:
+    """One row, ``threshold``: max(exact ``quantile`` of events per user-day (interpolated), the floor).
 
     Args:
         user_days: ``events_per_user_day`` of the events to judge.
-        quantile: q in [0, 1]; the threshold is the exact q-quantile of events per user-day (interpolated)...
-        min_events_per_day: ...or this floor, whichever is higher.
+        quantile: q in [0, 1].
+        min_events_per_day: the floor, so small or quiet data sets keep their most active real users.
     """
     from pyspark.sql import functions as F
 
-    threshold = user_days.agg(
+    return user_days.agg(
         F.greatest(F.percentile("events", F.lit(quantile)), F.lit(float(min_events_per_day))).alias("threshold")
     )
-    per_user = user_days.groupBy("user_id").agg(
-        F.sum("events").alias("events"), F.max("events").alias("max_events_per_day")
-    )
+
+
+def abnormal_users(user_days: DataFrame, threshold: float) -> DataFrame:
+    """Users whose busiest day exceeds ``threshold``: ``user_id, events, max_events_per_day, threshold``."""
+    from pyspark.sql import functions as F
+
     return (
-        per_user.crossJoin(threshold)
-        .where(F.col("max_events_per_day") > F.col("threshold"))
-        .select("user_id", "events", "max_events_per_day", "threshold")
+        user_days.groupBy("user_id")
+        .agg(F.sum("events").alias("events"), F.max("events").alias("max_events_per_day"))
+        .where(F.col("max_events_per_day") > threshold)
+        .withColumn("threshold", F.lit(float(threshold)))
     )
 
 
@@ -110,33 +115,31 @@ def kcore(
 ) -> tuple[DataFrame, int, bool]:
     """The k-core of the user-item graph: ``(pairs, rounds that removed something, reached the fixed point)``.
 
-    Each round drops every user with fewer than ``user_min_events`` events and every item with fewer than
-    ``item_min_events`` (summing ``events`` over the remaining pairs), until a round finds nothing to drop
-    or ``max_iterations`` rounds ran. The pairs are checkpointed each round so the plan does not grow.
+    Each round keeps the pairs whose user has at least ``user_min_events`` events and whose item has at
+    least ``item_min_events`` (summing ``events`` over the current pairs), until a round removes nothing
+    or ``max_iterations`` rounds removed something. The pairs are checkpointed each round so the plan
+    does not grow; a round is one Spark job.
 
     Args:
         pairs: ``user_item_pairs`` (any extra columns are kept).
     """
     from pyspark.sql import functions as F
 
+    def one_round(current: DataFrame) -> DataFrame:
+        users = current.groupBy("user_id").agg(F.sum("events").alias("n")).where(F.col("n") >= user_min_events)
+        items = current.groupBy("item_id").agg(F.sum("events").alias("n")).where(F.col("n") >= item_min_events)
+        return (
+            current.join(users.select("user_id"), "user_id", "left_semi")
+            .join(items.select("item_id"), "item_id", "left_semi")
+        )
+
     pairs = pairs.localCheckpoint(eager=True)
-    for rounds in range(max_iterations + 1):
-        short_users = (
-            pairs.groupBy("user_id").agg(F.sum("events").alias("n")).where(F.col("n") < user_min_events)
-            .select("user_id").localCheckpoint(eager=True)
-        )
-        rare_items = (
-            pairs.groupBy("item_id").agg(F.sum("events").alias("n")).where(F.col("n") < item_min_events)
-            .select("item_id").localCheckpoint(eager=True)
-        )
-        if short_users.isEmpty() and rare_items.isEmpty():
+    count = pairs.count()
+    rounds = 0
+    while rounds < max_iterations:
+        kept = one_round(pairs).localCheckpoint(eager=True)
+        kept_count = kept.count()
+        if kept_count == count:
             return pairs, rounds, True
-        if rounds == max_iterations:
-            break
-        # Both id sets are bounded by the number of users/items, small next to the pairs they filter.
-        pairs = (
-            pairs.join(F.broadcast(short_users), "user_id", "left_anti")
-            .join(F.broadcast(rare_items), "item_id", "left_anti")
-            .localCheckpoint(eager=True)
-        )
-    return pairs, max_iterations, False
+        pairs, count, rounds = kept, kept_count, rounds + 1
+    return pairs, rounds, False

@@ -7,8 +7,10 @@ job refuses to write if they do not add up to the rows read.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +27,9 @@ TAOBAO_COLUMNS = ("user_id", "item_id", "category_id", "behaviour", "event_time"
 CANONICAL = TAOBAO_COLUMNS
 _INTEGER = r"^\s*-?[0-9]+\s*$"
 _NUMBER = r"^\s*[0-9]+(\.[0-9]+)?\s*$"
+WRONG_WIDTH = "wrong number of fields (expected 5)"
+# Spark's name for the text of a CSV row whose field count differs from the header's.
+_CORRUPT = "_corrupt_record"
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,101 @@ def _check_source(source: str) -> list[str]:
     for file in files:
         if file.suffix.lower() in (".csv", ".txt", ".tsv", ""):
             _check_utf8(file)
+        elif file.suffix.lower() == ".parquet":
+            _parquet_schema(str(file))
     return [str(f) for f in files]
+
+
+def _parquet_schema(file: str):
+    """The schema in ``file``'s footer; a truncated, empty or non-Parquet file fails here, by name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(
+            f"{file}: not a readable Parquet file ({exc}); re-export it or move it out of the source"
+        ) from None
+
+
+def _check_columns(where: str, columns: list[str], mapping: dict[str, str]) -> None:
+    missing = [raw for raw in mapping.values() if raw not in columns]
+    extra = [c for c in columns if c not in mapping.values()]
+    if missing:
+        new = f" and {extra} are new (renamed?)" if extra else ""
+        raise InputError(
+            f"{where}: column(s) {missing} named in ingest.columns are missing{new}; the file has {columns}. "
+            f"If the source renamed a column, update ingest.columns; nothing was written."
+        )
+    if extra:
+        raise InputError(
+            f"{where}: unexpected column(s) {extra} beside {list(mapping.values())}; the source changed shape. "
+            f"Map or drop them on purpose (ingest.columns); nothing was written."
+        )
+
+
+def _parquet_type_expected(field: str, type_, time_unit: str) -> str | None:
+    """What ``field`` should be when its Parquet type ``type_`` cannot hold it, else None."""
+    import pyarrow.types as pat
+
+    if pat.is_dictionary(type_):
+        type_ = type_.value_type
+    text = pat.is_string(type_) or pat.is_large_string(type_)
+    if field == "behaviour":
+        expected, ok = "string", text
+    elif field == "event_time" and time_unit == "iso8601":
+        expected, ok = "timestamp or string (ingest.time_unit=iso8601)", text or pat.is_timestamp(type_)
+    elif field == "event_time":
+        expected = f"integer, float or string (ingest.time_unit={time_unit})"
+        ok = text or pat.is_integer(type_) or pat.is_floating(type_)
+    else:
+        expected, ok = "integer or string", text or pat.is_integer(type_)
+    return None if ok else expected
+
+
+def _check_generic_files(files: list[str], settings: IngestSettings) -> list[str] | None:
+    """Check every file's columns (and Parquet types) against ingest.columns and against the first file.
+
+    Spark takes one file's schema for all of them (and CSV columns by position), so a file whose
+    columns were renamed, added, reordered or retyped would otherwise be read wrongly without a word.
+    Returns the first non-empty file's columns, or None when every file is empty.
+    """
+    mapping: dict[str, str] = settings.columns
+    first: tuple[str, list[str], dict[str, object]] | None = None
+    for file in files:
+        if file.lower().endswith(".parquet"):
+            schema = _parquet_schema(file)
+            columns, types = schema.names, {f.name: f.type for f in schema}
+        else:
+            with open(file, newline="", encoding="utf-8-sig") as handle:
+                columns, types = next(csv.reader(handle), []), {}
+            if not columns:
+                continue
+        _check_columns(file, columns, mapping)
+        for field, raw in mapping.items():
+            expected = raw in types and _parquet_type_expected(field, types[raw], settings.time_unit)
+            if expected:
+                raise InputError(
+                    f"{file}: column '{raw}' ({field}) is {types[raw]}, expected {expected}; the source "
+                    f"changed type. Fix the export (or ingest.time_unit for event_time); nothing was written."
+                )
+        if first is None:
+            first = (file, columns, types)
+            continue
+        first_file, first_columns, first_types = first
+        if not types and columns != first_columns:
+            raise InputError(
+                f"{file}: columns {columns} are not in the order of {first_file}'s {first_columns}; "
+                f"CSV columns are read by position, so re-export the files alike; nothing was written."
+            )
+        changed = {c: f"{first_types[c]} -> {t}" for c, t in types.items() if first_types.get(c) != t}
+        if changed:
+            raise InputError(
+                f"{file}: column types differ from {first_file}'s: {changed}; "
+                f"re-export the files alike; nothing was written."
+            )
+    return None if first is None else first[1]
 
 
 def _check_utf8(file: Path) -> None:
@@ -112,28 +211,28 @@ def read_raw(spark: SparkSession, source: str, settings: IngestSettings) -> Data
             "source_file",
         )
     mapping: dict[str, str] = settings.columns
+    local_columns = None if "://" in source else _check_generic_files(files, settings)
     if is_parquet:
         df = spark.read.parquet(*files)
     else:
-        schema_probe = spark.read.option("header", True).csv(files[0])
-        header = StructType([StructField(c, StringType()) for c in schema_probe.columns])
-        df = spark.read.option("header", True).option("mode", "PERMISSIVE").schema(header).csv(files)
-    missing = [raw for raw in mapping.values() if raw not in df.columns]
-    if missing:
-        raise InputError(
-            f"{source}: column(s) {missing} named in ingest.columns are missing; the file has {df.columns}. "
-            f"If the source renamed a column, update ingest.columns; nothing was written."
+        if local_columns is None and "://" not in source:
+            raise EmptyInputError(f"source {source} has no rows (no header either)")
+        columns = local_columns or spark.read.option("header", True).csv(files[0]).columns
+        # The corrupt-record column catches rows with more or fewer fields than the header.
+        header = StructType([StructField(c, StringType()) for c in [*columns, _CORRUPT]])
+        df = (
+            spark.read.option("header", True).option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", _CORRUPT).schema(header).csv(files)
         )
-    extra = [c for c in df.columns if c not in mapping.values()]
-    if extra:
-        raise InputError(
-            f"{source}: unexpected column(s) {extra} beside {list(mapping.values())}; the source changed shape. "
-            f"Map or drop them on purpose (ingest.columns); nothing was written."
-        )
-    raw = F.to_json(F.struct(*[F.col(c) for c in df.columns]))
+    data_columns = [c for c in df.columns if c != _CORRUPT]
+    _check_columns(source, data_columns, mapping)
+    raw = F.to_json(F.struct(*[F.col(c) for c in data_columns]))
+    bad_width = F.lit(False)
+    if _CORRUPT in df.columns:
+        raw, bad_width = F.coalesce(F.col(_CORRUPT), raw), F.col(_CORRUPT).isNotNull()
     return df.select(
         *[F.col(mapping[c]).cast("string").alias(c) for c in CANONICAL],
-        F.lit(False).alias("_bad_width"),
+        bad_width.alias("_bad_width"),
         raw.alias("raw"),
         F.input_file_name().alias("source_file"),
     )
@@ -144,10 +243,16 @@ def _event_time(settings: IngestSettings) -> Column:
 
     value = F.trim(F.col("event_time"))
     if settings.format == "taobao" or settings.time_unit == "unix_seconds":
-        return F.when(value.rlike(_NUMBER), F.timestamp_micros((value.cast("double") * 1e6).cast("long")))
+        return F.when(value.rlike(_NUMBER), F.timestamp_micros((value.cast("double") * 1e6).try_cast("long")))
     if settings.time_unit == "unix_millis":
-        return F.when(value.rlike(_NUMBER), F.timestamp_millis(value.cast("double").cast("long")))
+        return F.when(value.rlike(_NUMBER), F.timestamp_millis(value.cast("double").try_cast("long")))
     return F.try_to_timestamp(value)
+
+
+def _blank(column: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col(column).isNull() | (F.trim(F.col(column)) == "")
 
 
 def classify_events(raw: DataFrame, settings: IngestSettings, ds: str, timezone: str, now: dt.datetime) -> DataFrame:
@@ -155,20 +260,25 @@ def classify_events(raw: DataFrame, settings: IngestSettings, ds: str, timezone:
     from pyspark.sql import functions as F
 
     behaviour_map = F.create_map(*[F.lit(x) for kv in settings.behaviours.items() for x in kv])
-    ids = {c: F.when(F.col(c).rlike(_INTEGER), F.trim(F.col(c)).cast("long")) for c in CANONICAL[:3]}
+    # try_cast: under ANSI SQL one id beyond the long range would otherwise fail the whole job.
+    ids = {c: F.when(F.col(c).rlike(_INTEGER), F.trim(F.col(c)).try_cast("long")) for c in CANONICAL[:3]}
     behaviour = behaviour_map[F.lower(F.trim(F.col("behaviour")))]
     event_time = _event_time(settings)
     floor = dt.datetime.fromisoformat(settings.time_floor).replace(tzinfo=dt.UTC)
     day_end = F.to_utc_timestamp(F.lit(f"{ds} 00:00:00").cast("timestamp") + F.expr("INTERVAL 1 DAY"), timezone)
 
-    reason = F.when(F.col("_bad_width"), F.lit("wrong number of fields (expected 5)"))
+    reason = F.when(F.col("_bad_width"), F.lit(WRONG_WIDTH))
     for column, parsed in ids.items():
-        reason = reason.when(F.col(column).isNull() | (F.trim(F.col(column)) == ""), F.lit(f"null {column}"))
-        reason = reason.when(parsed.isNull(), F.concat(F.lit(f"non-integer {column}: "), F.col(column)))
+        reason = reason.when(_blank(column), F.lit(f"null {column}"))
+        reason = reason.when(~F.col(column).rlike(_INTEGER), F.concat(F.lit(f"non-integer {column}: "), F.col(column)))
+        reason = reason.when(parsed.isNull(), F.concat(F.lit(f"out-of-range {column}: "), F.col(column)))
+    numeric_time = settings.format == "taobao" or settings.time_unit != "iso8601"
     reason = (
-        reason.when(F.col("behaviour").isNull(), F.lit("null behaviour"))
+        reason.when(_blank("behaviour"), F.lit("null behaviour"))
         .when(behaviour.isNull(), F.concat(F.lit("unknown behaviour: "), F.col("behaviour")))
-        .when(F.col("event_time").isNull(), F.lit("null event_time"))
+        .when(_blank("event_time"), F.lit("null event_time"))
+        .when(event_time.isNull() & F.lit(numeric_time) & F.trim(F.col("event_time")).rlike(_NUMBER),
+              F.concat(F.lit("out-of-range event_time: "), F.col("event_time")))
         .when(event_time.isNull(), F.concat(F.lit("unparseable event_time: "), F.col("event_time")))
         .when(event_time < F.lit(floor), F.lit(f"event_time before floor {settings.time_floor}"))
         .when(event_time > F.lit(now), F.lit("event_time in the future"))
@@ -184,6 +294,39 @@ def classify_events(raw: DataFrame, settings: IngestSettings, ds: str, timezone:
         "source_file",
         reason.alias("reason"),
     )
+
+
+def _unreadable_file_error(exc: Exception) -> InputError | None:
+    """Spark's failure to read a file (e.g. Parquet corrupt past a valid footer) as InputError naming it."""
+    text = str(exc)
+    match = re.search(r"FAILED_READ_FILE\S*\] Encountered error while reading file (\S+)\.\s", text)
+    if match is None:
+        return None
+    causes = re.findall(r"Caused by: ([^\n]+)", text)
+    detail = f" ({causes[-1].strip()[:300]})" if causes else ""
+    return InputError(
+        f"{match.group(1)}: Spark could not read this file{detail}; re-export it or move it out of the "
+        f"source; nothing was written"
+    )
+
+
+def _stop_on_changed_layout(classified: DataFrame) -> None:
+    """Stop when most rows of a file have the wrong number of fields: its layout changed (a column was
+    added or dropped), and quarantining every row would replace ds with nothing."""
+    from pyspark.sql import functions as F
+
+    wrong = F.col("reason") == WRONG_WIDTH
+    per_file = classified.groupBy("source_file").agg(
+        F.count("*").alias("rows"),
+        F.count_if(wrong).alias("wrong"),
+        F.first(F.when(wrong, F.col("raw")), ignorenulls=True).alias("example"),
+    )
+    for row in per_file.where(F.col("wrong") * 2 > F.col("rows")).limit(1).collect():
+        raise InputError(
+            f"{row['source_file']}: {row['wrong']:,} of {row['rows']:,} rows have a different number of fields "
+            f"than expected (e.g. {row['example']!r}); the source's layout changed (a column added or "
+            f"removed?). Fix the export or the ingest settings; nothing was written."
+        )
 
 
 def ingest(
@@ -207,10 +350,17 @@ def ingest(
         .otherwise("other_day"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = {r["_fate"]: r["count"] for r in classified.groupBy("_fate").count().collect()}
+        try:
+            counts = {r["_fate"]: r["count"] for r in classified.groupBy("_fate").count().collect()}
+        except Exception as exc:  # Spark raises its own wrapper types; only an unreadable file is ours
+            unreadable = _unreadable_file_error(exc)
+            if unreadable is None:
+                raise
+            raise unreadable from None
         rows_in = sum(counts.values())
         if rows_in == 0:
             raise EmptyInputError(f"source {source} has no rows; nothing was written for ds={ds}")
+        _stop_on_changed_layout(classified)
         quarantine = classified.where(F.col("_fate") == "quarantined")
         # group by the reason's kind ("unknown behaviour"), not by each offending value
         reason_kind = F.regexp_replace("reason", ": .*$", "").alias("reason")

@@ -93,10 +93,14 @@ def step_values(steps: Column) -> list[Column]:
     """``items, behaviours, categories, gap_buckets``: the per-position int arrays of a steps array."""
     from pyspark.sql import functions as F
 
+    def values_of(field: str) -> Column:
+        return F.transform(steps, lambda step: step[field])
+
     return [
-        F.transform(steps, lambda s: s[field]).alias(name)
-        for field, name in (("item", "items"), ("behaviour", "behaviours"), ("category", "categories"),
-                            ("gap_bucket", "gap_buckets"))
+        values_of("item").alias("items"),
+        values_of("behaviour").alias("behaviours"),
+        values_of("category").alias("categories"),
+        values_of("gap_bucket").alias("gap_buckets"),
     ]
 
 

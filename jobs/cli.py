@@ -2,11 +2,19 @@
 
 import typer
 
-from jobs import ingest
+from jobs import evaluate, featurize, gate, generate, ingest, publish, score, train
 
 app = typer.Typer(help="seqrec: nightly sequential recommendations on Spark, Delta Lake and PyTorch.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.command("ingest")(ingest.command)
+app.command("featurize")(featurize.command)
+app.command("generate")(generate.command)
+app.command("convert-sasrec")(generate.convert_sasrec_command)
+app.command("evaluate")(evaluate.command)
+app.command("gate")(gate.command)
+app.command("train")(train.command)
+app.command("score")(score.command)
+app.command("publish")(publish.command)
 
 
 @app.callback()

@@ -27,7 +27,7 @@ def _kind(t: pa.DataType) -> str:
     return str(t)
 
 
-def _castable(src: pa.DataType, dst: pa.DataType) -> bool:
+def castable(src: pa.DataType, dst: pa.DataType) -> bool:
     """Only casts that cannot change meaning: widths within a kind, ints to floats, an all-null column."""
     s, d = _kind(src), _kind(dst)
     return s == d or s == "null" or (s == "int" and d == "float")
@@ -51,7 +51,7 @@ def conform(data: pa.Table | pa.RecordBatch, spec: TableSpec) -> pa.Table:
     for field in spec.schema:
         column = data.column(field.name)
         if not column.type.equals(field.type):
-            if not _castable(column.type, field.type):
+            if not castable(column.type, field.type):
                 raise SchemaMismatchError(
                     f"table '{spec.name}', column '{field.name}': got {column.type}, declared {field.type}"
                 )

@@ -104,10 +104,11 @@ class DeltaRsWriter(DataSourceArrowWriter):
         return _WrittenFiles(written)
 
     def commit(self, messages: list[_WrittenFiles | None]) -> None:
-        from deltalake import DeltaTable
+        from deltalake import CommitProperties, DeltaTable
         from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import AddAction
 
+        from lake._faults import pause_before_commit
         from lake.errors import ConcurrentWriteError
         from lake.schemas import spec
 
@@ -134,11 +135,22 @@ class DeltaRsWriter(DataSourceArrowWriter):
         elif self.mode == "replace_partition":
             delta_mode = "overwrite"
             filters = [(part_col, "=", self.partition)]
-        table = DeltaTable(self.root, storage_options=self.storage_options or None)
+        storage_options = self.storage_options or None
+        seen = DeltaTable(self.root, storage_options=storage_options)
+        pause_before_commit(self.table)
+        table = DeltaTable(self.root, storage_options=storage_options)
+        # delta-rs rebases a commit over concurrent ones without noticing that they added files to the partition
+        # it replaces (both copies would stay), so a replace fails if what it replaces changed, and the commit
+        # may not rebase at all.
+        replaced = sorted(seen.file_uris(file_pruning_predicate=filters))
+        if self.mode != "append" and sorted(table.file_uris(file_pruning_predicate=filters)) != replaced:
+            self.abort(messages)
+            raise ConcurrentWriteError(f"table '{self.table}': another writer committed first, to the rows this "
+                                       f"write replaces; rerun the task")
         try:
             table.create_write_transaction(
                 actions, delta_mode, table_spec.schema, partition_by=[part_col] if part_col else None,
-                partition_filters=filters,
+                partition_filters=filters, commit_properties=CommitProperties(max_commit_retries=0),
             )
         except CommitFailedError as exc:
             self.abort(messages)

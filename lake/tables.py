@@ -24,6 +24,7 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from lake._arrow import check_columns, conform
+from lake._faults import held_before_commit
 from lake.config import Config, LakeSettings
 from lake.errors import ConcurrentWriteError, SchemaMismatchError, TableNotFoundError
 from lake.schemas import TableSpec, spec
@@ -92,11 +93,41 @@ class Lake:
         if self.exists(name):
             self._check_stored_schema(table_spec)
             return
+        if "://" in self.root:
+            self._create_at(self.uri(name), table_spec)
+        else:
+            self._create_local(name, table_spec)
+
+    def _create_at(self, uri: str, table_spec: TableSpec) -> None:
         DeltaTable.create(
-            self.uri(name), table_spec.schema, mode="ignore",
+            uri, table_spec.schema, mode="ignore",
             partition_by=[table_spec.partition_by] if table_spec.partition_by else None,
             storage_options=self.storage_options or None,
         )
+
+    def _create_local(self, name: str, table_spec: TableSpec) -> None:
+        """Create the table aside and rename it into place, so that of two racing creators only one does.
+
+        delta-rs lets the loser of a create race commit a second CREATE TABLE (a new table id) on top of
+        the winner's; a directory rename onto a non-empty directory fails instead, atomically.
+        """
+        import errno
+        import os
+        import shutil
+        import uuid
+
+        final = self.uri(name)
+        staging = os.path.join(os.path.dirname(final), f".{name}.creating-{uuid.uuid4().hex}")
+        os.makedirs(staging)  # the umask's permissions, as the table folder would get
+        try:
+            self._create_at(staging, table_spec)
+            try:
+                os.rename(staging, final)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _check_stored_schema(self, table_spec: TableSpec) -> None:
         stored = pa.schema(self._table(table_spec.name).schema())
@@ -156,7 +187,7 @@ class Lake:
             predicate = f"{part_col} = '{partition.replace(chr(39), chr(39) * 2)}'"
         try:
             write_deltalake(
-                self.uri(table_spec.name), data,
+                self.uri(table_spec.name), held_before_commit(table_spec.name, data),
                 mode="append" if mode == "append" else "overwrite",
                 predicate=predicate,
                 partition_by=[part_col] if part_col else None,
@@ -205,10 +236,16 @@ class Lake:
     # -- reading ----------------------------------------------------------------------------------
     def file_uris(self, name: str, *, version: int | None = None, partition: str | None = None) -> list[str]:
         """The Parquet files of a snapshot (optionally one partition), e.g. for Petastorm readers."""
+        return self._snapshot_files(name, version, partition)[1]
+
+    def _snapshot_files(self, name: str, version: int | None, partition: str | None) -> tuple[str, list[str]]:
+        """(the table's root as delta-rs resolved it, the snapshot's file URIs under that root)."""
         table = self._table(name, version)
         part_col = spec(name).partition_by
         filters = [(part_col, "=", partition)] if partition is not None and part_col else None
-        return sorted(table.file_uris(file_pruning_predicate=filters))
+        # delta-rs reports files under the canonical root (symlinks resolved), which may differ from self.uri()
+        root = table.table_uri.removeprefix("file://").rstrip("/")
+        return root, sorted(table.file_uris(file_pruning_predicate=filters))
 
     def read(
         self,
@@ -227,11 +264,10 @@ class Lake:
             columns: a subset of columns to read.
         """
         table_spec = spec(name)
-        uris = self.file_uris(name, version=version, partition=partition)
+        root, uris = self._snapshot_files(name, version, partition)
         if not uris:
             data = table_spec.schema.empty_table()
         else:
-            root = self.uri(name)
             fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
             relative = [u[len(root) :].lstrip("/") if u.startswith(root) else u for u in uris]
             part_col = table_spec.partition_by

@@ -38,7 +38,8 @@ class ScoreSettings:
                 raise ConfigError(f"score.{key} must be at least 1, got {getattr(settings, key)}")
         for key in ("max_per_category", "partitions", "torch_threads"):
             if getattr(settings, key) < 0:
-                raise ConfigError(f"score.{key} must be 0 (off/automatic) or more, got {getattr(settings, key)}")
+                raise ConfigError(f"score.{key} must be 0 (off/automatic) or more, "
+                                  f"got {getattr(settings, key)}")
         for key in ("exclude_behaviours", "popular_behaviours"):
             unknown = sorted(set(getattr(settings, key)) - set(BEHAVIOURS))
             if unknown:

@@ -284,15 +284,17 @@ def _interacted(inputs: EvalInputs, start: int, stop: int, vocab_size: int) -> t
 
 def sample_negatives(excluded: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` distinct items per row, uniformly among the items ``excluded`` [B, V] leaves: ``[B, count]``."""
-    allowed = (~excluded).to(torch.float32)  # [B, V]
-    available = allowed.sum(dim=1)
+    available = (~excluded).sum(dim=1)  # [B]
     if bool((available < count).any()):
         fewest = int(available.min())
         raise InputError(
             f"a user leaves only {fewest} items to sample from, fewer than evaluate.negatives={count}; "
             f"lower evaluate.negatives for a catalogue this small"
         )
-    return torch.multinomial(allowed, count, replacement=False, generator=generator)
+    # The `count` largest of i.i.d. uniform keys form a uniform sample without replacement (and this is
+    # several times faster than torch.multinomial without replacement over a large catalogue).
+    keys = torch.rand(excluded.shape, generator=generator).masked_fill_(excluded, -1.0)  # [B, V]
+    return torch.topk(keys, count, dim=1, sorted=False).indices
 
 
 def sampled_ranking(users: torch.Tensor, item_embeddings: torch.Tensor, targets: torch.Tensor,
@@ -355,6 +357,7 @@ def evaluate_scorer(scorer: Scorer, inputs: EvalInputs, settings: EvaluateSettin
     generator = torch.Generator().manual_seed(settings.seed)
     ranks: dict[str, list[torch.Tensor]] = {p: [] for p in wanted}
     top_lists: list[torch.Tensor] = []
+    fewest_candidates = vocab_size
     for start in range(0, len(inputs), settings.batch_size):
         stop = min(start + settings.batch_size, len(inputs))
         batch = {name: seq[start:stop] for name, seq in inputs.sequences.items()}  # [b, L] each
@@ -376,6 +379,7 @@ def evaluate_scorer(scorer: Scorer, inputs: EvalInputs, settings: EvaluateSettin
             excluded[rows, targets] = ~batch_in_vocab  # the held-out item is a candidate unless unknown
             batch_ranks, top = full_ranking(users, item_embeddings, targets, excluded, top_k)
             candidates = (~excluded).sum(dim=1)
+            fewest_candidates = min(fewest_candidates, int(candidates.min()))
             ranks[FULL].append(torch.where(batch_in_vocab, batch_ranks, candidates + 1))
             top_lists.append(top)
 
@@ -384,8 +388,12 @@ def evaluate_scorer(scorer: Scorer, inputs: EvalInputs, settings: EvaluateSettin
         protocol_ranks = torch.cat(ranks[protocol])
         metrics = metrics_from_ranks(protocol_ranks, settings.ks)
         if protocol == FULL:
-            metrics |= list_metrics(torch.cat(top_lists), settings.ks, catalogue_size=vocab_size - FIRST_REAL_ITEM,
-                                    item_categories=item_categories, item_popularity=popularity)
+            # A list longer than a user's candidates would hold excluded items; those cutoffs are left out.
+            list_ks = [k for k in settings.ks if k <= fewest_candidates]
+            if list_ks:
+                metrics |= list_metrics(torch.cat(top_lists), list_ks,
+                                        catalogue_size=vocab_size - FIRST_REAL_ITEM,
+                                        item_categories=item_categories, item_popularity=popularity)
         results[protocol] = ProtocolResult(protocol, metrics, protocol_ranks)
     return Evaluation(
         model_version=scorer.card.version, split=split, ds=ds, users=len(inputs),

@@ -70,3 +70,16 @@ def test_empty_table_reads_as_declared_schema(spark_lake: Lake):
     spark_lake.create("events")
     assert spark_lake.read_spark("events").count() == 0
     assert spark_lake.read("events").num_rows == 0
+
+
+def test_delta_spark_conform_casts_safely_and_refuses_meaning_changes(spark):
+    from pyspark.sql import functions as F
+
+    from lake._delta_spark import conform_spark
+    from lake.schemas import spec
+
+    df = spark.range(2).select(
+        F.col("id").cast("int").alias("item_id"), F.lit("x").alias("reason"))
+    assert dict(conform_spark(df, spec("deny_list")).dtypes)["item_id"] == "bigint"
+    with pytest.raises(SchemaMismatchError, match="item_id"):
+        conform_spark(df.withColumn("item_id", F.lit("7")), spec("deny_list"))

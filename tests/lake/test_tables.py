@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lake import Lake, SchemaMismatchError, TableNotFoundError
+from lake import Config, Lake, SchemaMismatchError, TableNotFoundError
 
 T0 = dt.datetime(2017, 11, 25, 8, tzinfo=dt.UTC)
 
@@ -105,3 +105,13 @@ def test_pandas_input_and_unpartitioned_modes(lake: Lake):
     assert sorted(lake.read("deny_list").column("item_id").to_pylist()) == [1, 2, 3]
     lake.write("deny_list", pd.DataFrame({"item_id": [7], "reason": ["z"]}), mode="overwrite")
     assert lake.read("deny_list").column("item_id").to_pylist() == [7]
+
+
+def test_a_lake_reached_through_a_symlink_reads_its_files(config: Config, lake: Lake, tmp_path):
+    lake.write("events", events("2017-11-25", [1, 2]), partition="2017-11-25")
+    linked = tmp_path / "linked-lake"
+    linked.symlink_to(lake.root, target_is_directory=True)
+
+    through_link = Lake.from_config(config.with_overrides({"lake": {"root": str(linked)}}))
+
+    assert sorted(through_link.read("events").column("user_id").to_pylist()) == [1, 2]

@@ -1,0 +1,248 @@
+"""Benchmark on real data: convert -> ingest -> featurize -> train -> evaluate, for a grid of models.
+
+Runs the real pipeline (the `seqrec` commands, each in its own process) in a fresh lake under --work on a
+SASRec-format file (``user item`` per line, each user's lines in time order), then prints HR@10, NDCG@10,
+MRR and F1-Test@10 of every model under both protocols and writes them as JSON.
+
+    .venv/bin/python benchmarks/amazon_games.py --work /tmp/amazon-bench
+    .venv/bin/python benchmarks/amazon_games.py --work /tmp/b --epochs 5 --models sasrec-2 --extras without
+
+Another dataset of the same format needs configuration only: --data FILE --name NAME, and --config FILE for
+any other overrides (train: hidden_size, dropout, ...; featurize: ...). With --reuse, a work folder that
+already holds the featurized lake, or finished models, is not recomputed.
+Published reference (SASRec, sampled protocol, Amazon Games): HR@10 0.7410, NDCG@10 0.5360.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon_games.txt"
+SEQREC = [str(Path(sys.executable).with_name("seqrec"))]
+REPORTED = ("hr@10", "ndcg@10", "mrr", "f1_test@10")
+EXTRA_EMBEDDINGS = ("use_behaviour", "use_category", "use_time_gap")
+# Model name -> train settings. The extra embeddings (behaviour, category, time gap) are switched per row.
+MODELS: dict[str, dict[str, Any]] = {
+    "popularity": {"model_type": "popularity"},
+    "gru": {"model_type": "gru", "num_layers": 1},
+    "lstm": {"model_type": "lstm", "num_layers": 1},
+    "sasrec-1": {"model_type": "sasrec", "num_layers": 1},
+    "sasrec-2": {"model_type": "sasrec", "num_layers": 2},
+}
+REFERENCE = {"model": "SASRec (Kang & McAuley 2018)", "protocol": "sampled100", "hr@10": 0.7410,
+             "ndcg@10": 0.5360}
+GOAL = {"protocol": "sampled100", "hr@10": 0.763, "ndcg@10": 0.552}
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SASRec-format file.")
+    parser.add_argument("--name", default="amazon_games", help="Dataset name recorded in the results.")
+    parser.add_argument("--work", type=Path, required=True, help="Folder for the lake, MLflow store and logs.")
+    parser.add_argument("--ds", default="2018-01-01", help="The day the converted events are placed on.")
+    parser.add_argument("--config", type=Path, help="YAML overrides applied to every stage.")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"Comma-separated subset of {list(MODELS)}.")
+    parser.add_argument("--extras", choices=("both", "with", "without"), default="both",
+                        help="Train each neural model with and/or without the extra embeddings.")
+    parser.add_argument("--epochs", type=int, help="train.epochs (early stopping may end sooner).")
+    parser.add_argument("--np", dest="num_proc", type=int, default=1, help="Horovod workers per training run.")
+    parser.add_argument("--out", type=Path, help="Where the JSON results go (benchmarks/results/<name>.json).")
+    parser.add_argument("--reuse", action="store_true", help="Keep the featurized lake and finished models.")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Train nothing: write the results of the models already finished in --work.")
+    return parser.parse_args()
+
+
+def _run(command: list[str], log: Path) -> tuple[str, float]:
+    """Run one pipeline command, its output teed to ``log``; returns (stdout, seconds)."""
+    started = time.monotonic()
+    print(f"$ {shlex.join(command)}", flush=True)
+    with log.open("w") as sink:
+        result = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=sink, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        sink.write(result.stdout)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"command failed ({result.returncode}) after {seconds:.0f}s; see {log}")
+    return result.stdout, seconds
+
+
+def _last_value(stdout: str, key: str) -> str:
+    for line in reversed(stdout.strip().splitlines()):
+        for token in line.split():
+            if token.startswith(f"{key}="):
+                return token.split("=", 1)[1]
+    raise SystemExit(f"no {key}=... line in the command's output")
+
+
+def _base_config(args: argparse.Namespace) -> dict[str, Any]:
+    work = args.work.resolve()
+    base: dict[str, Any] = {
+        "lake": {"root": str(work / "lake"), "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
+                 "mlflow_artifact_root": str(work / "mlflow-artifacts"), "reports_dir": str(work / "reports")},
+        "spark": {"master": "local[2]"},
+    }
+    if args.config:
+        base = _merge(base, yaml.safe_load(args.config.read_text()) or {})
+    train = {"num_proc": args.num_proc}
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    return _merge(base, {"train": train})
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _featurize(args: argparse.Namespace, logs: Path) -> Path:
+    """Convert, ingest and featurize once; returns the config file every later stage uses."""
+    work = args.work.resolve()
+    converted = work / "converted"
+    config_file = converted / "seqrec.yaml"
+    done = work / "featurized.ok"
+    if args.reuse and done.exists() and config_file.exists():
+        print(f"reusing the featurized lake in {work}")
+        return config_file
+    if args.report_only:
+        raise SystemExit(f"{work} holds no featurized lake; run without --report-only first")
+    base_file = work / "base.yaml"
+    base_file.write_text(yaml.safe_dump(_base_config(args), sort_keys=False))
+    _run([*SEQREC, "convert-sasrec", "--input", str(args.data.resolve()), "--output", str(converted),
+          "--ds", args.ds, "--config", str(base_file)], logs / "convert.log")
+    _run([*SEQREC, "ingest", "--ds", args.ds, "--source", str(converted / "events.parquet"),
+          "--config", str(config_file)], logs / "ingest.log")
+    _run([*SEQREC, "featurize", "--ds", args.ds, "--config", str(config_file)], logs / "featurize.log")
+    done.write_text(args.ds)
+    return config_file
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for name in args.models.split(","):
+        settings = MODELS[name.strip()]
+        if settings["model_type"] == "popularity":
+            out.append((name, settings))
+            continue
+        for extras in ("with", "without"):
+            if args.extras in (extras, "both"):
+                label = f"{name} {'+' if extras == 'with' else '-'}extras"
+                out.append((label, {**settings, **dict.fromkeys(EXTRA_EMBEDDINGS, extras == "with")}))
+    return out
+
+
+def _metrics(config_file: Path, version: str) -> dict[str, dict[str, float]]:
+    """``{protocol: {"hr@10": ...}}`` from the model_metrics rows `seqrec evaluate` wrote (test split)."""
+    from lake import Lake, load_config
+
+    lake = Lake.from_config(load_config(config_file, environ={}))
+    out: dict[str, dict[str, float]] = {}
+    for row in lake.read("model_metrics", partition=version).to_pylist():
+        if row["split"] == "test":
+            key = row["metric"] if row["k"] == 0 else f"{row['metric']}@{row['k']}"
+            out.setdefault(row["protocol"], {})[key] = row["value"]
+    return out
+
+
+def _device() -> str:
+    import torch
+
+    return (f"cpu ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads)")
+
+
+def main() -> None:
+    args = _arguments()
+    args.out = args.out or REPO / "benchmarks" / "results" / f"{args.name}.json"
+    work = args.work.resolve()
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(REPO))
+    command = shlex.join([".venv/bin/python", "benchmarks/amazon_games.py", *sys.argv[1:]])
+    if args.report_only:
+        args.reuse = True
+    config_file = _featurize(args, logs)
+    # The converted config carries the lake paths; --config and --epochs/--np apply to every later stage.
+    base = _merge(yaml.safe_load(config_file.read_text()), _base_config(args))
+    finished_file = work / "finished.json"
+    finished: dict[str, Any] = json.loads(finished_file.read_text()) if args.reuse and finished_file.exists() else {}
+
+    rows: list[dict[str, Any]] = []
+    for label, settings in _variants(args):
+        slug = label.replace(" ", "_").replace("+", "plus").replace("-extras", "minus-extras")
+        if label not in finished:
+            if args.report_only:
+                print(f"not run yet: {label}")
+                continue
+            train_section = _merge(base.get("train") or {}, settings)
+            variant_file = work / f"{slug}.yaml"
+            variant_file.write_text(yaml.safe_dump({**base, "train": train_section}, sort_keys=False))
+            stdout, train_seconds = _run([*SEQREC, "train", "--ds", args.ds, "--config", str(variant_file)],
+                                         logs / f"train-{slug}.log")
+            version = _last_value(stdout, "model_version")
+            _run([*SEQREC, "evaluate", "--model", version, "--config", str(variant_file)],
+                 logs / f"evaluate-{slug}.log")
+            finished[label] = {"version": version, "train_seconds": round(train_seconds, 1), "command": command,
+                               "train": train_section, "metrics": _metrics(variant_file, version)}
+            finished_file.write_text(json.dumps(finished, indent=2))
+        rows += _rows(label, finished[label], config_file)
+        _write(args, rows)
+    _print_table(rows)
+
+
+def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[str, Any]]:
+    """One row per protocol for a finished model: sampled<N> first, then full."""
+    meta = _card_meta(config_file, result["version"])
+    train = meta.get("train_config") or {}
+    out = []
+    for protocol in sorted(result["metrics"], key=lambda p: p == "full"):
+        metrics = result["metrics"][protocol]
+        out.append({"model": label, "protocol": protocol, **{k: round(metrics[k], 4) for k in REPORTED},
+                    "train_seconds": result["train_seconds"], "device": _device(),
+                    "model_version": result["version"], "max_epochs": train.get("epochs"),
+                    "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
+                    "loss": meta.get("loss"), "command": result.get("command")})
+    return out
+
+
+def _card_meta(config_file: Path, version: str) -> dict[str, Any]:
+    from lake import load_config
+    from lake.registry import find
+
+    card = find(load_config(config_file, environ={}), version=version)
+    return dict(card.meta) if card else {}
+
+
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    commands = list(dict.fromkeys(r["command"] for r in rows if r.get("command")))
+    args.out.write_text(json.dumps({
+        "dataset": args.name, "data_file": str(args.data), "command": " ; ".join(commands),
+        "reference": REFERENCE, "goal": GOAL, "rows": rows,
+    }, indent=2) + "\n")
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    header = ["model", "protocol", *REPORTED, "train_seconds", "epochs_trained"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(h, "")) for h in header) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Entry point: the quality gate. `seqrec gate --model N` or `spark-submit jobs/gate.py --model N`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from jobs._common import ConfigOption, run_stage
+from jobs.evaluate import ModelOption, OptionalDsOption
+from lake import Config
+
+if TYPE_CHECKING:
+    from training.gate import GateDecision
+
+
+def run(config: Config, ds: str | None, model: str) -> GateDecision:
+    """The gate as a plain function of (config, ds): approve model (move `champion` to it) or block it."""
+    from training.gate import gate
+
+    return gate(config, model, ds=ds)
+
+
+def command(model: ModelOption, ds: OptionalDsOption = None, config: ConfigOption = None) -> None:
+    """Approve --model (make it the champion) unless its validation NDCG@10 is worse than the champion's
+    beyond the tolerance. Exit code 0 either way; the last stdout line is
+    `gate=approved|blocked model_version=<N> champion=<M>`."""
+    decision = run_stage("gate", ds, config, lambda cfg: run(cfg, ds, model))
+    if decision.approved:
+        typer.echo(f"APPROVED: model {decision.model_version} is the champion ({decision.reason})")
+    else:
+        typer.echo(f"BLOCKED: model {decision.model_version} is not promoted; model {decision.champion} stays "
+                   f"the champion ({decision.reason})")
+    typer.echo(decision.summary_line())
+
+
+if __name__ == "__main__":
+    typer.run(command)

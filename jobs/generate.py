@@ -1,0 +1,64 @@
+"""Entry points that make raw events: `seqrec generate` (synthetic, any size) and `seqrec convert-sasrec`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from jobs._common import ConfigOption, console, run_stage
+from lake import Config
+
+if TYPE_CHECKING:
+    from featurization.generate import GenerateResult
+
+
+def run(config: Config, output: str) -> GenerateResult:
+    """Write the `generate` section's synthetic events under ``output`` as Taobao-format CSV files."""
+    from featurization.generate import GenerateSettings, generate
+
+    return generate(GenerateSettings.from_config(config), output, config.lake.timezone)
+
+
+def command(
+    output: Annotated[Path, typer.Option("--output", help="Folder for one CSV per day.")],
+    events: Annotated[int | None, typer.Option("--events", help="Rows to write (generate.events).")] = None,
+    days: Annotated[int | None, typer.Option("--days", help="Days from generate.start_ds.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed; same seed, same files.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Generate synthetic Taobao-format events (power-law items, sessions, funnel, bots, malformed rows)."""
+    flags = {k: v for k, v in {"events": events, "days": days, "seed": seed}.items() if v is not None}
+    result = run_stage("generate", None, config,
+                       lambda cfg: run(cfg.with_overrides({"generate": flags}), str(output)))
+    console.print(
+        f"{result.rows:,} rows = {result.normal_events:,} user events + {result.bot_events:,} from "
+        f"{len(result.bot_user_ids)} bots + {result.duplicates:,} duplicates + {result.malformed:,} malformed; "
+        f"{result.users:,} users, {result.items:,} items, {result.categories:,} categories"
+    )
+    for file in result.files:
+        console.print(f"  {file}")
+    console.print("next: seqrec ingest --ds <day> --source <that day's file>")
+
+
+def convert_sasrec_command(
+    input_path: Annotated[Path, typer.Option("--input", help="SASRec file: `user item` per line, in time order.",
+                                             exists=True, dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", help="Folder for events.parquet and seqrec.yaml.")],
+    ds: Annotated[str, typer.Option("--ds", help="The day all converted events fall on (YYYY-MM-DD).")]
+    = "2018-01-01",
+    config: ConfigOption = None,
+) -> None:
+    """Convert a SASRec-format file into events for `seqrec ingest` (order kept, one behaviour, one day)."""
+    from featurization.sasrec import convert_sasrec
+
+    result = run_stage("convert-sasrec", ds, config,
+                       lambda cfg: convert_sasrec(input_path, output, ds, cfg.lake.timezone, base=cfg.overrides))
+    console.print(f"{result.events:,} events, {result.users:,} users, {result.items:,} items -> {result.events_file}")
+    console.print(f"next: seqrec ingest --ds {ds} --source {result.events_file} --config {result.config_file}")
+    console.print(f"      seqrec featurize --ds {ds} --config {result.config_file}")
+
+
+if __name__ == "__main__":
+    typer.run(command)

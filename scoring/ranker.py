@@ -1,0 +1,300 @@
+"""Scoring inside Spark executors: Arrow batches of users -> each user's top-N items after the business rules.
+
+The driver broadcasts one :class:`RankPlan` (model files, catalogue, rules). Each executor process loads it
+once (model program, item embeddings on the GPU when present) and then, per chunk of users, encodes the
+sequences, takes one matrix product against every item, masks what may not be recommended with ``-inf``
+and keeps the top N with ``torch.topk``. Users with no usable history rank the popularity vector instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lake.errors import InputError, ModelNotFoundError
+from lake.schemas import UNKNOWN_INDEX
+from scoring.catalogue import Catalogue
+from scoring.model import ModelFiles, load_scorer_from_files
+
+if TYPE_CHECKING:
+    import torch
+    from pyspark import Broadcast
+    from pyspark.sql import DataFrame
+
+    from lake.registry import Scorer
+
+__all__ = [
+    "INPUT_COLUMNS",
+    "OUTPUT_SCHEMA",
+    "LoadedPlan",
+    "RankPlan",
+    "left_pad",
+    "load_plan",
+    "rank_batch",
+    "rank_within_category",
+    "recommend",
+    "top_items",
+]
+
+SEQUENCE_COLUMNS = ("items", "behaviours", "categories", "gap_buckets")
+INPUT_COLUMNS = ("user_id", *SEQUENCE_COLUMNS, "excluded")
+OUTPUT_SCHEMA = pa.schema([
+    pa.field("user_id", pa.int64(), nullable=False),
+    pa.field("rank", pa.int32(), nullable=False),
+    pa.field("item_id", pa.int64(), nullable=False),
+    pa.field("score", pa.float32(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("short_list", pa.bool_(), nullable=False),
+])
+MODEL, POPULAR = "model", "popular"
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """Everything an executor needs, broadcast once per job."""
+
+    model: ModelFiles
+    catalogue: Catalogue
+    top_n: int
+    max_per_category: int
+    users_per_batch: int
+    torch_threads: int  # 0 = spark.task.cpus
+    device: str  # auto | cpu | cuda
+
+
+@dataclass
+class LoadedPlan:
+    """A RankPlan with its tensors built on the executor's device."""
+
+    plan: RankPlan
+    scorer: Scorer
+    device: torch.device
+    item_embeddings: torch.Tensor  # [V, H]
+    blocked: torch.Tensor  # [K] item indexes never recommended
+    popularity: torch.Tensor  # [V] fallback scores; -inf where never seen or blocked
+    categories: torch.Tensor | None  # [V] category index, when a per-category cap applies
+    category_vocab_size: int | None
+
+
+def load_plan(plan: RankPlan) -> LoadedPlan:
+    """Load the model and catalogue onto the device; checks that encoder and embeddings agree."""
+    import torch
+
+    wanted = plan.device
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(wanted)
+    scorer = load_scorer_from_files(plan.model, device=str(device))
+    embeddings = scorer.item_embeddings
+    version = plan.model.card.version
+    if embeddings.ndim != 2 or embeddings.shape[0] != plan.catalogue.size:
+        raise ModelNotFoundError(
+            f"model version {version}: item_embeddings has shape {tuple(embeddings.shape)} but meta says "
+            f"item_vocab_size={plan.catalogue.size}; re-register the model with consistent files"
+        )
+    if not bool(torch.isfinite(embeddings).all()):
+        raise ModelNotFoundError(f"model version {version}: item_embeddings holds NaN or inf; retrain it")
+    blocked = torch.as_tensor(plan.catalogue.blocked, dtype=torch.int64, device=device)
+    popularity = torch.as_tensor(plan.catalogue.popularity, dtype=torch.float32, device=device).clone()
+    popularity[popularity <= 0] = float("-inf")
+    popularity[blocked] = float("-inf")
+    categories = None
+    if plan.max_per_category:
+        categories = torch.as_tensor(plan.catalogue.categories, dtype=torch.int64, device=device)
+    category_size = plan.model.meta.get("category_vocab_size")
+    return LoadedPlan(plan, scorer, device, embeddings, blocked, popularity, categories,
+                      int(category_size) if category_size is not None else None)
+
+
+def left_pad(lists: pa.Array | pa.ChunkedArray, max_len: int) -> np.ndarray:
+    """Variable-length lists (oldest first; null = empty) -> int64 ``[B, max_len]``, the last ``max_len``
+    values of each list right-aligned and 0 (padding) before them."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)  # [B]
+    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    out = np.zeros((len(lengths), max_len), dtype=np.int64)
+    kept = np.minimum(lengths, max_len)
+    total = int(kept.sum())
+    if total == 0:
+        return out
+    rows = np.repeat(np.arange(len(lengths)), kept)
+    offset_in_row = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
+    first_kept = np.cumsum(lengths) - kept  # where each row's kept tail starts in ``values``
+    source = np.repeat(first_kept, kept) + offset_in_row
+    out[rows, max_len - np.repeat(kept, kept) + offset_in_row] = values[source]
+    return out
+
+
+def rank_within_category(categories: torch.Tensor) -> torch.Tensor:
+    """``[B, K]`` categories of candidates in score order -> ``[B, K]`` how many better candidates of the
+    same category come before each one (0 for the best of its category)."""
+    import torch
+
+    _, width = categories.shape
+    grouped, order = torch.sort(categories, dim=1, stable=True)  # [B, K], score order kept within a category
+    positions = torch.arange(width, device=categories.device).expand_as(grouped)
+    starts = torch.ones_like(grouped, dtype=torch.bool)
+    starts[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
+    group_start = torch.cummax(torch.where(starts, positions, torch.zeros_like(positions)), dim=1).values
+    ranks = torch.empty_like(positions)
+    ranks.scatter_(1, order, positions - group_start)
+    return ranks
+
+
+def top_items(scores: torch.Tensor, n: int, categories: torch.Tensor | None = None,
+              max_per_category: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best ``n`` of ``scores`` ``[B, V]`` (``-inf`` = excluded) per row, at most ``max_per_category`` per
+    category when a cap is given.
+
+    Returns:
+        values ``[B, min(n, V)]`` best first, ``-inf`` in the slots of rows with fewer candidates, and the
+        matching item indexes ``[B, min(n, V)]``.
+    """
+    import torch
+
+    width = scores.shape[1]
+    n = min(n, width)
+    if not max_per_category or categories is None:
+        return torch.topk(scores, n, dim=1)
+    # Greedy in score order is exact, and a prefix of the ranking suffices: widen it only for rows whose
+    # cap discarded too much while candidates remain.
+    k = min(width, 2 * n)
+    while True:
+        values, indexes = torch.topk(scores, k, dim=1)  # [B, k]
+        keep = (values > float("-inf")) & (rank_within_category(categories[indexes]) < max_per_category)
+        done = (keep.sum(dim=1) >= n) | (values[:, -1] == float("-inf"))
+        if k == width or bool(done.all()):
+            break
+        k = min(width, 2 * k)
+    order = torch.argsort((~keep).to(torch.int32), dim=1, stable=True)[:, :n]  # kept first, score order kept
+    values = values.gather(1, order).masked_fill(~keep.gather(1, order), float("-inf"))
+    return values, indexes.gather(1, order)
+
+
+def _exclusions(excluded: pa.Array, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user excluded item indexes -> (row, item) coordinates inside the catalogue."""
+    lengths = pc.fill_null(pc.list_value_length(excluded), 0).to_numpy().astype(np.int64)
+    items = pc.list_flatten(excluded).to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    inside = (items >= 0) & (items < size)
+    return rows[inside], items[inside]
+
+
+def _rank_group(loaded: LoadedPlan, scores: torch.Tensor, user_ids: np.ndarray, excluded: pa.Array,
+                source: str) -> pa.RecordBatch:
+    """Mask, take the top N, and lay out one row per (user, rank). ``scores`` is ``[b, V]``, modified."""
+    import torch
+
+    plan = loaded.plan
+    scores.index_fill_(1, loaded.blocked, float("-inf"))
+    rows, items = _exclusions(excluded, plan.catalogue.size)
+    if len(rows):
+        at = (torch.as_tensor(rows, device=loaded.device), torch.as_tensor(items, device=loaded.device))
+        scores[at] = float("-inf")
+    values, indexes = top_items(scores, plan.top_n, loaded.categories, plan.max_per_category)  # [b, n]
+    values, indexes = values.cpu().numpy(), indexes.cpu().numpy()
+    counts = np.isfinite(values).sum(axis=1)  # -inf slots are always last
+    total = int(counts.sum())
+    row = np.repeat(np.arange(len(counts)), counts)
+    position = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return pa.RecordBatch.from_arrays([
+        pa.array(user_ids[row], pa.int64()),
+        pa.array(position + 1, pa.int32()),
+        pa.array(plan.catalogue.item_ids[indexes[row, position]], pa.int64()),
+        pa.array(values[row, position], pa.float32()),
+        pa.array([source], pa.string()).take(pa.array(np.zeros(total, dtype=np.int32))),
+        pa.array(np.repeat(counts < plan.top_n, counts), pa.bool_()),
+    ], schema=OUTPUT_SCHEMA)
+
+
+def rank_batch(loaded: LoadedPlan, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """One Arrow batch of users (``INPUT_COLUMNS``) -> batches of ``OUTPUT_SCHEMA`` rows, up to
+    ``users_per_batch`` users scored per matrix product."""
+    for start in range(0, batch.num_rows, loaded.plan.users_per_batch):
+        yield from _rank_chunk(loaded, batch.slice(start, loaded.plan.users_per_batch))
+
+
+def _rank_chunk(loaded: LoadedPlan, chunk: pa.RecordBatch) -> list[pa.RecordBatch]:
+    import torch
+
+    plan = loaded.plan
+    size, max_len = plan.catalogue.size, plan.model.max_len
+    lengths = [pc.fill_null(pc.list_value_length(chunk.column(name)), 0) for name in SEQUENCE_COLUMNS]
+    if any(not length.equals(lengths[0]) for length in lengths[1:]):
+        raise InputError("user_sequences rows have lists of different lengths; rebuild them with featurize")
+    sequences = {name: left_pad(chunk.column(name), max_len) for name in SEQUENCE_COLUMNS}  # [B, L] each
+    items = sequences["items"]
+    if (items < 0).any():
+        raise InputError("user_sequences holds negative item indexes; rebuild them with featurize")
+    # Items indexed after training have no embedding: the model sees them as unknown.
+    items[items >= size] = UNKNOWN_INDEX
+    if loaded.category_vocab_size is not None:
+        sequences["categories"][sequences["categories"] >= loaded.category_vocab_size] = UNKNOWN_INDEX
+    usable = (items > UNKNOWN_INDEX).any(axis=1)  # [B]: at least one item the model knows
+    user_ids = chunk.column("user_id").to_numpy()
+    excluded = chunk.column("excluded")
+    out = []
+    with torch.inference_mode():
+        if usable.any():
+            where = np.flatnonzero(usable)
+            inputs = [torch.as_tensor(sequences[name][where], device=loaded.device)
+                      for name in SEQUENCE_COLUMNS]  # [b, L] each
+            users = loaded.scorer.encode(*inputs).float()  # [b, H]
+            if not bool(torch.isfinite(users).all()):
+                raise ModelNotFoundError(f"model version {plan.model.card.version} encoded NaN or inf user "
+                                         f"vectors; retrain it or name another version with --model")
+            scores = users @ loaded.item_embeddings.T  # [b, V]
+            out.append(_rank_group(loaded, scores, user_ids[where], excluded.take(pa.array(where)), MODEL))
+        if not usable.all():
+            where = np.flatnonzero(~usable)
+            scores = loaded.popularity.expand(len(where), size).clone()  # [b, V]
+            out.append(_rank_group(loaded, scores, user_ids[where], excluded.take(pa.array(where)), POPULAR))
+    return out
+
+
+_LOADED: dict[str, LoadedPlan] = {}
+
+
+def _loaded_plan(key: str, plan_broadcast: Broadcast[RankPlan]) -> LoadedPlan:
+    """The broadcast plan, loaded once per executor process (Python workers are reused across tasks)."""
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_plan(plan_broadcast.value)
+    return _LOADED[key]
+
+
+def _set_threads(plan: RankPlan) -> None:
+    import torch
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    threads = plan.torch_threads or (context.cpus() if context is not None else 0)
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def recommend(users: DataFrame, plan_broadcast: Broadcast[RankPlan]) -> DataFrame:
+    """Users (``INPUT_COLUMNS``) -> one row per (user, rank) in ``OUTPUT_SCHEMA``, scored by executors."""
+
+    key = uuid.uuid4().hex  # names this job's plan in the executors' per-process cache
+
+    def rank_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        loaded = _loaded_plan(key, plan_broadcast)
+        _set_threads(loaded.plan)
+        for batch in batches:
+            yield from rank_batch(loaded, batch)
+
+    return users.select(*INPUT_COLUMNS).mapInArrow(rank_partition, _spark_schema())
+
+
+def _spark_schema() -> Any:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(OUTPUT_SCHEMA)

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The local Airflow instance that runs seqrec_nightly: `airflow standalone` (scheduler, dag-processor,
+# triggerer, api-server) from .venv-airflow, SQLite metadata and LocalExecutor under AIRFLOW_HOME
+# (default var/airflow), listening on loopback only, DAGs from the repo's dags/, no example DAGs.
+#
+#   scripts/airflow_env.sh start            start in the background and wait until healthy
+#   scripts/airflow_env.sh stop             stop it and every process it started
+#   scripts/airflow_env.sh status           print whether it runs, its URL and log file
+#   scripts/airflow_env.sh airflow ARGS...  the Airflow CLI against this instance
+#   source scripts/airflow_env.sh           the same environment in your shell (then `airflow ...`)
+#
+# Settings (environment, with defaults): AIRFLOW_HOME, SEQREC_AIRFLOW_PORT (8080; the worker and trigger
+# log servers take the next two ports), SEQREC_AIRFLOW_PARALLELISM (2 tasks at a time),
+# AIRFLOW_CONN_SPARK_DEFAULT (local[2]; a cluster master goes here), and the DAG's settings it passes on to
+# the tasks: SEQREC_REPO, SEQREC_JOB_VENV, SEQREC_LAKE_ROOT (default ./lakehouse), SEQREC_SOURCE, ...
+# (see dags/seqrec_nightly.py).
+
+SEQREC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SEQREC_AIRFLOW_VENV="${SEQREC_AIRFLOW_VENV:-$SEQREC_ROOT/.venv-airflow}"
+SEQREC_AIRFLOW_PORT="${SEQREC_AIRFLOW_PORT:-8080}"
+
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$SEQREC_ROOT/var/airflow}"
+export PATH="$SEQREC_AIRFLOW_VENV/bin:$PATH"   # standalone launches its components as `airflow ...`
+export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$SEQREC_ROOT/dags}"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM="${SEQREC_AIRFLOW_PARALLELISM:-2}"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT="$SEQREC_AIRFLOW_PORT"
+export AIRFLOW__API__BASE_URL="http://127.0.0.1:$SEQREC_AIRFLOW_PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$SEQREC_AIRFLOW_PORT/execution/"
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((SEQREC_AIRFLOW_PORT + 1))"
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$((SEQREC_AIRFLOW_PORT + 2))"
+SEQREC_LOCAL_SPARK='{"conn_type": "spark", "host": "local[2]"}'
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$SEQREC_LOCAL_SPARK}"
+# What the DAG's tasks read (dags/seqrec_nightly.py): where the jobs, their environment and the lake are.
+export SEQREC_REPO="${SEQREC_REPO:-$SEQREC_ROOT}"
+export SEQREC_JOB_VENV="${SEQREC_JOB_VENV:-$SEQREC_ROOT/.venv}"
+export SEQREC_LAKE_ROOT="${SEQREC_LAKE_ROOT:-$SEQREC_ROOT/lakehouse}"
+
+SEQREC_AIRFLOW_URL="http://127.0.0.1:$SEQREC_AIRFLOW_PORT"
+SEQREC_AIRFLOW_PIDFILE="$AIRFLOW_HOME/standalone.pid"
+SEQREC_AIRFLOW_LOG="$AIRFLOW_HOME/standalone.log"
+
+airflow_pid() {
+  local pid
+  pid="$(cat "$SEQREC_AIRFLOW_PIDFILE" 2>/dev/null)" || return 1
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# pid and every descendant, parents first (bash tasks run in their own sessions, so the process group
+# alone would miss them).
+airflow_process_tree() {
+  local queue=("$1") pid children
+  while [ "${#queue[@]}" -gt 0 ]; do
+    pid="${queue[0]}"; queue=("${queue[@]:1}")
+    echo "$pid"
+    children="$(ps -o pid= --ppid "$pid" 2>/dev/null)" || true
+    for child in $children; do queue+=("$child"); done
+  done
+}
+
+airflow_healthy() {
+  curl -fsS --max-time 5 "$SEQREC_AIRFLOW_URL/api/v2/monitor/health" 2>/dev/null | "$SEQREC_AIRFLOW_VENV/bin/python" -c '
+import json, sys
+health = json.load(sys.stdin)
+sys.exit(0 if all(health[c]["status"] == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")) else 1)
+' 2>/dev/null
+}
+
+airflow_start() {
+  local pid waited=0 timeout="${SEQREC_AIRFLOW_START_TIMEOUT:-240}"
+  if pid="$(airflow_pid)"; then
+    echo "Airflow already runs (pid $pid) at $SEQREC_AIRFLOW_URL"
+    return 0
+  fi
+  [ -x "$SEQREC_AIRFLOW_VENV/bin/airflow" ] || { echo "no Airflow at $SEQREC_AIRFLOW_VENV; run scripts/setup.sh" >&2; return 1; }
+  mkdir -p "$AIRFLOW_HOME"
+  rm -f "$SEQREC_AIRFLOW_PIDFILE"  # left by an instance that did not stop cleanly
+  # A session of its own, so stop can signal the whole instance; the pid written is the session leader's.
+  setsid bash -c 'echo $$ > "$1"; exec airflow standalone' _ "$SEQREC_AIRFLOW_PIDFILE" \
+    >"$SEQREC_AIRFLOW_LOG" 2>&1 </dev/null &
+  echo "starting Airflow standalone (AIRFLOW_HOME=$AIRFLOW_HOME, log $SEQREC_AIRFLOW_LOG)"
+  until [ -s "$SEQREC_AIRFLOW_PIDFILE" ] || [ "$waited" -ge 20 ]; do sleep 1; waited=$((waited + 1)); done
+  until airflow_healthy; do
+    if ! airflow_pid >/dev/null; then
+      echo "Airflow standalone exited during start-up; the end of $SEQREC_AIRFLOW_LOG:" >&2
+      tail -n 40 "$SEQREC_AIRFLOW_LOG" >&2
+      return 1
+    fi
+    if [ "$waited" -ge "$timeout" ]; then
+      echo "Airflow not healthy after ${timeout}s; the end of $SEQREC_AIRFLOW_LOG:" >&2
+      tail -n 40 "$SEQREC_AIRFLOW_LOG" >&2
+      airflow_stop
+      return 1
+    fi
+    sleep 2; waited=$((waited + 2))
+  done
+  echo "Airflow is up at $SEQREC_AIRFLOW_URL (user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+}
+
+airflow_stop() {
+  local pid tree waited=0
+  pid="$(airflow_pid)" || { rm -f "$SEQREC_AIRFLOW_PIDFILE"; return 0; }
+  mapfile -t tree < <(airflow_process_tree "$pid")
+  echo "stopping Airflow standalone (pid $pid, ${#tree[@]} processes)"
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  kill -TERM "${tree[@]}" 2>/dev/null || true
+  while [ "$waited" -lt 30 ] && kill -0 "${tree[@]}" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
+  for p in "${tree[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  rm -f "$SEQREC_AIRFLOW_PIDFILE"
+}
+
+airflow_status() {
+  local pid
+  if pid="$(airflow_pid)"; then
+    echo "Airflow runs (pid $pid) at $SEQREC_AIRFLOW_URL; $(airflow_healthy && echo healthy || echo 'not healthy'); log $SEQREC_AIRFLOW_LOG"
+  else
+    echo "Airflow is not running (AIRFLOW_HOME=$AIRFLOW_HOME)"
+    return 1
+  fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  case "${1:-}" in
+    start) airflow_start ;;
+    stop) airflow_stop ;;
+    status) airflow_status ;;
+    airflow) shift; exec airflow "$@" ;;
+    *) echo "usage: $0 start|stop|status|airflow ARGS..." >&2; exit 2 ;;
+  esac
+fi

@@ -1,0 +1,48 @@
+"""Vocabulary appends: new ids only, numbered after the largest index in (first seen, id) order."""
+
+import datetime as dt
+
+import pytest
+
+from featurization import vocab
+from lake.schemas import UNKNOWN_INDEX
+
+pytestmark = pytest.mark.spark
+
+T0 = dt.datetime(2017, 11, 25, tzinfo=dt.UTC)
+
+
+def _t(seconds: int) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def test_new_ids_are_appended_after_the_largest_index_in_first_seen_order(spark):
+    existing = spark.createDataFrame([(10, 2, "2017-11-24"), (11, 3, "2017-11-24")],
+                                     "item_id long, item_index int, first_seen_ds string")
+    first_seen = spark.createDataFrame([(11, _t(5)), (13, _t(3)), (12, _t(3)), (14, _t(1))],
+                                       "item_id long, first_time timestamp")
+    new = vocab.new_vocab_entries(first_seen, existing, "item_id", "item_index", "2017-11-25")
+    assert [tuple(r) for r in new.orderBy("item_index").collect()] == [
+        (14, 4, "2017-11-25"), (12, 5, "2017-11-25"), (13, 6, "2017-11-25"),
+    ]
+    empty = existing.where("false")
+    fresh = vocab.new_vocab_entries(first_seen, empty, "item_id", "item_index", "2017-11-25")
+    assert [(r.item_id, r.item_index) for r in fresh.orderBy("item_index").collect()] == [
+        (14, 2), (12, 3), (13, 4), (11, 5),
+    ]
+
+
+def test_each_vocabulary_item_gets_its_latest_category_or_unknown(spark):
+    events = spark.createDataFrame(
+        [(10, 7, _t(0)), (10, 8, _t(60)), (11, 7, _t(30)), (12, 9, _t(0))],
+        "item_id long, category_id long, event_time timestamp",
+    )
+    items = spark.createDataFrame([(10, 2), (11, 3), (12, 4), (13, 5)], "item_id long, item_index int")
+    categories = spark.createDataFrame([(7, 2), (8, 3)], "category_id long, category_index int")
+    rows = vocab.item_categories(items, categories, vocab.last_category(events), "2017-11-25").collect()
+    assert sorted((r.item_index, r.category_index, r.ds) for r in rows) == [
+        (2, 3, "2017-11-25"),            # item 10 moved from category 7 to 8
+        (3, 2, "2017-11-25"),
+        (4, UNKNOWN_INDEX, "2017-11-25"),  # category 9 is not in the vocabulary
+        (5, UNKNOWN_INDEX, "2017-11-25"),  # item 13 has no events
+    ]

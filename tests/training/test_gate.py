@@ -1,0 +1,105 @@
+"""The quality gate: the first model passes, a deliberately worse one is blocked, the CLI says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from lake import Config, Lake, ValidationError
+from tests.training.test_evaluate import NEGATIVES, VOCAB, oracle_table, register_model, write_dataset
+from training.gate import GateSettings, decide, gate
+
+
+def _settings(kind: str = "absolute", tolerance: float = 0.01) -> GateSettings:
+    return GateSettings(metric="ndcg@10", source="evaluate", protocol="full", split="valid",
+                        tolerance_kind=kind, tolerance=tolerance)  # type: ignore[arg-type]
+
+
+def test_decide_absolute_and_relative_tolerance():
+    assert decide(0.491, 0.50, _settings())[0]
+    assert decide(0.60, 0.50, _settings())[0]
+    approved, why = decide(0.489, 0.50, _settings())
+    assert not approved and "worse than the champion beyond tolerance" in why
+    assert decide(0.476, 0.50, _settings("relative", 0.05))[0]  # allowed drop 0.025
+    assert not decide(0.474, 0.50, _settings("relative", 0.05))[0]
+    assert not decide(float("nan"), 0.50, _settings())[0]
+
+
+@pytest.fixture
+def gate_config(config: Config) -> Config:
+    return config.with_overrides({"evaluate": {"negatives": NEGATIVES}})
+
+
+def _champion(config: Config) -> str | None:
+    from lake.registry import find
+
+    card = find(config)
+    return card.version if card else None
+
+
+def test_first_model_is_approved_and_a_worse_one_blocked(gate_config: Config, lake: Lake, tmp_path: Path):
+    write_dataset(lake)
+    good = register_model(gate_config, tmp_path, oracle_table())
+    first = gate(gate_config, good)
+    assert first.approved and first.champion == good and first.previous_champion is None
+    assert first.summary_line() == f"gate=approved model_version={good} champion={good}"
+    assert _champion(gate_config) == good
+
+    worse = register_model(gate_config, tmp_path, oracle_table(-1.0))
+    blocked = gate(gate_config, worse)
+    assert not blocked.approved
+    assert blocked.summary_line() == f"gate=blocked model_version={worse} champion={good}"
+    assert blocked.candidate_value == pytest.approx(0.0) and blocked.champion_value == pytest.approx(1.0)
+    assert _champion(gate_config) == good
+
+    mirror = lake.read("models").to_pylist()
+    assert {(r["model_version"], r["aliases"]) for r in mirror} == {(good, "champion"), (worse, "")}
+
+
+def test_an_equal_model_passes_and_takes_over(gate_config: Config, lake: Lake, tmp_path: Path):
+    write_dataset(lake)
+    first = register_model(gate_config, tmp_path, oracle_table())
+    gate(gate_config, first)
+    second = register_model(gate_config, tmp_path, oracle_table())
+    decision = gate(gate_config, second)
+    assert decision.approved and decision.previous_champion == first and _champion(gate_config) == second
+    assert gate(gate_config, second).reason == "it already is the champion"
+
+
+def test_meta_source_compares_recorded_validation_metrics(gate_config: Config, lake: Lake, tmp_path: Path):
+    config = gate_config.with_overrides({"gate": {"source": "meta", "tolerance_kind": "relative",
+                                                  "tolerance": 0.05}})
+    table = torch.zeros(VOCAB, VOCAB)  # never scored with source=meta
+    champion = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.40})
+    gate(config, champion)
+    within = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.381})
+    assert gate(config, within).approved
+    beyond = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.35})
+    assert not gate(config, beyond).approved and _champion(config) == within
+    unknown = register_model(config, tmp_path, table)
+    with pytest.raises(ValidationError, match="gate.source=evaluate"):
+        gate(config, unknown)
+
+
+def test_cli_prints_blocked_and_a_machine_readable_last_line(gate_config: Config, lake: Lake, tmp_path: Path):
+    from jobs.cli import app
+
+    write_dataset(lake)
+    good = register_model(gate_config, tmp_path, oracle_table())
+    worse = register_model(gate_config, tmp_path, oracle_table(-1.0))
+    config_file = tmp_path / "seqrec.yaml"
+    config_file.write_text(yaml.safe_dump(dict(gate_config.overrides)))
+    runner = CliRunner()
+    approved = runner.invoke(app, ["gate", "--model", good, "--config", str(config_file)])
+    assert approved.exit_code == 0, approved.output
+    blocked = runner.invoke(app, ["gate", "--model", worse, "--config", str(config_file)])
+    assert blocked.exit_code == 0, blocked.output
+    lines = blocked.stdout.strip().splitlines()
+    assert lines[-1] == f"gate=blocked model_version={worse} champion={good}"
+    assert any(line.startswith(f"BLOCKED: model {worse} is not promoted; model {good} stays") for line in lines)
+    missing = runner.invoke(app, ["gate", "--model", "99", "--config", str(config_file)])
+    assert missing.exit_code == 2

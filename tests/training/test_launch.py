@@ -1,0 +1,80 @@
+"""Launching workers: pinned versions, the horovodrun command, and real multi-process runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lake import Config, ConfigError, Lake, registry
+from tests.training.conftest import DS, TinyData, tiny_config
+from tests.training.test_worker import metric_history
+from training.launch import horovodrun_command, launch, plan
+from training.settings import train_settings
+from training.worker import TrainRequest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_plan_pins_the_current_table_versions(config: Config, lake: Lake, tiny_data: TinyData) -> None:
+    request = plan(config, train_settings(config), DS, resume=False)
+    assert request.versions == {"train_examples": lake.version("train_examples"),
+                                "item_vocab": lake.version("item_vocab"),
+                                "category_vocab": lake.version("category_vocab")}
+    assert TrainRequest.decode(request.encode()) == request
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(config: Config, lake: Lake,
+                                                             tiny_data: TinyData) -> None:
+    launch(tiny_config(config, epochs=1), DS)
+    with pytest.raises(ConfigError, match="rerun without --resume"):
+        launch(tiny_config(config, epochs=2, hidden_size=32), DS, resume=True)
+
+
+def test_horovodrun_command_runs_the_worker_module(config: Config) -> None:
+    settings = train_settings(config.with_overrides({"train": {"num_proc": 4}}))
+    request = TrainRequest(DS, "abc", {"train_examples": 1, "item_vocab": 0, "category_vocab": 0})
+    command = horovodrun_command(settings, request, {"train": {"epochs": 2}})
+    assert command[1:7] == ["-np", "4", "-H", "localhost:4", "--gloo", sys.executable]
+    assert command[7:9] == ["-m", "training.worker"]
+    hosts = train_settings(config.with_overrides({"train": {"num_proc": 8, "hosts": "a:4,b:4"}}))
+    assert horovodrun_command(hosts, request, {})[4] == "a:4,b:4"
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_two_gloo_workers_learn_and_end_with_identical_weights(config: Config, lake: Lake, tiny_data: TinyData,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
+    card = launch(tiny_config(config, num_proc=2, epochs=3, patience=10), DS)
+    output = capfd.readouterr().err
+    digests = dict(re.findall(r"worker (\d) of 2: final weights sha256 (\w+)", output))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    losses = [value for _, value in metric_history(config, card.run_id, "train_loss")]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert card.meta["world_size"] == 2 and card.meta["valid_hr@10"] > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.horovod
+def test_spark_launcher_runs_workers_in_spark_tasks(config: Config, lake: Lake, tiny_data: TinyData,
+                                                    tmp_path: Path) -> None:
+    # its own process: horovod.spark.run needs two task slots, the shared test session has one
+    overrides = {**tiny_config(config, epochs=2).overrides}
+    overrides["spark"] = {**overrides["spark"], "master": "local[2]"}
+    config_file = tmp_path / "spark.yaml"
+    config_file.write_text(yaml.safe_dump(overrides))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    finished = subprocess.run(
+        [sys.executable, "-m", "jobs.train", "--ds", DS, "--config", str(config_file), "--np", "2",
+         "--launcher", "spark"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    version = finished.stdout.strip().splitlines()[-1].removeprefix("model_version=")
+    card = registry.find(config, version=version, alias=None)
+    assert card is not None and card.meta["world_size"] == 2

@@ -1,0 +1,64 @@
+"""The three losses: what they compute, finite gradients, and negatives that never hit the target."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.losses import FIRST_ITEM, sequence_loss, uniform_negatives
+
+
+def tensors(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(3, 5, 8, generator=generator, requires_grad=True)
+    embeddings = torch.randn(20, 8, generator=generator, requires_grad=True)
+    targets = torch.tensor([[0, 0, 4, 5, 6], [2, 3, 0, 1, 19], [0, 0, 0, 0, 7]])
+    return hidden, targets, embeddings
+
+
+@pytest.mark.parametrize("kind", ["full_softmax", "sampled_softmax", "bce"])
+def test_each_loss_is_finite_with_finite_gradients(kind: str) -> None:
+    hidden, targets, embeddings = tensors()
+    loss = sequence_loss(kind, hidden, targets, embeddings, negatives=4)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(hidden.grad).all() and torch.isfinite(embeddings.grad).all()
+    # positions without a real target (0 padding, 1 unknown) get no gradient
+    assert torch.count_nonzero(hidden.grad[0, :2]) == 0 and torch.count_nonzero(hidden.grad[1, 3]) == 0
+    assert torch.count_nonzero(embeddings.grad[:FIRST_ITEM]) == 0  # padding and unknown are never candidates
+
+
+def test_full_softmax_is_cross_entropy_over_real_items() -> None:
+    hidden, targets, embeddings = tensors()
+    at = targets >= FIRST_ITEM
+    logits = hidden[at] @ embeddings[FIRST_ITEM:].T
+    expected = F.cross_entropy(logits, targets[at] - FIRST_ITEM)
+    assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings), expected)
+
+
+def test_bce_is_sasrecs_positive_and_negative_terms() -> None:
+    hidden, targets, embeddings = tensors()
+    torch.manual_seed(3)
+    loss = sequence_loss("bce", hidden, targets, embeddings)
+    at = targets >= FIRST_ITEM
+    torch.manual_seed(3)
+    negatives = uniform_negatives(targets[at], 1, embeddings.shape[0])[:, 0]
+    states = hidden[at]
+    positive = (states * embeddings[targets[at]]).sum(-1)
+    negative = (states * embeddings[negatives]).sum(-1)
+    expected = -(F.logsigmoid(positive).mean() + F.logsigmoid(-negative).mean())
+    assert torch.isclose(loss, expected, atol=1e-6)
+
+
+def test_negatives_cover_the_real_items_except_the_target() -> None:
+    targets = torch.full((4000,), 5)
+    drawn = uniform_negatives(targets, 3, 10)
+    assert set(drawn.unique().tolist()) == {2, 3, 4, 6, 7, 8, 9}
+
+
+def test_a_batch_without_targets_gives_zero_but_keeps_the_graph() -> None:
+    hidden, _, embeddings = tensors()
+    loss = sequence_loss("full_softmax", hidden, torch.zeros(3, 5, dtype=torch.long), embeddings)
+    loss.backward()
+    assert loss.item() == 0.0 and hidden.grad is not None

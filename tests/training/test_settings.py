@@ -1,0 +1,34 @@
+"""The `train:` section: defaults load, overrides apply, impossible values are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from lake import Config, ConfigError
+from training.settings import train_settings
+
+
+def test_defaults_are_a_small_two_block_sasrec(config: Config) -> None:
+    settings = train_settings(config)
+    assert (settings.model_type, settings.num_layers, settings.hidden_size, settings.max_len) == ("sasrec", 2, 64, 50)
+    assert settings.loss == "full_softmax" and settings.reader_pool in ("dummy", "process")
+    assert settings.features() == {"item": True, "position": True, "behaviour": True, "category": True,
+                                   "time_gap": True}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"hidden_size": 30, "num_heads": 4}, "divisible"),
+    ({"epochs": 0}, "at least 1"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"model_type": "bert4rec"}, "must be one of"),
+    ({"reader_pool": "thread"}, "must be one of"),
+    ({"learning_rate": 0}, "learning_rate"),
+])
+def test_impossible_settings_are_refused(config: Config, override: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train_settings(config.with_overrides({"train": override}))
+
+
+def test_popularity_uses_no_side_features(config: Config) -> None:
+    settings = train_settings(config.with_overrides({"train": {"model_type": "popularity"}}))
+    assert not any(value for name, value in settings.features().items() if name != "item")

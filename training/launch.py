@@ -1,0 +1,116 @@
+"""Start the training workers and return the model version they registered.
+
+- one worker on this machine: in this process (Horovod with a world of one);
+- several: ``horovodrun -np N -H hosts --gloo python -m training.worker ...`` (hosts default to
+  localhost:N; rank 0 runs on the first host, which must be this one for --resume to find the checkpoint);
+- ``launcher: spark``: ``horovod.spark.run``, one worker per Spark task, on the configured Spark master.
+
+The launcher pins the table versions once (or takes them from the checkpoint when resuming), so every
+worker reads the same snapshot even if featurize commits meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lake import Config, ConfigError, Lake, SeqrecError, registry
+from lake.registry import ModelCard
+from training.checkpoint import Checkpoints
+from training.settings import TrainSettings, train_settings
+from training.worker import PINNED_TABLES, TrainRequest, checkpoint_folder, train
+
+__all__ = ["horovodrun_command", "launch", "plan"]
+
+log = logging.getLogger(__name__)
+
+
+def launch(config: Config, ds: str, *, resume: bool = False) -> ModelCard:
+    """Train for ``ds`` with the workers ``train.num_proc`` / ``hosts`` / ``launcher`` ask for.
+
+    Args:
+        config: user configuration (the `train:` section is read from it).
+        ds: the logical date whose train_examples partition to train on.
+        resume: continue from the last checkpoint of this ds and model type, if there is one.
+    """
+    settings = train_settings(config)
+    request = plan(config, settings, ds, resume=resume)
+    if settings.launcher == "spark":
+        return _on_spark(config, settings, request)
+    if settings.num_proc == 1 and not settings.hosts:
+        card = train(config, request)
+        assert card is not None  # a world of one is rank 0
+        return card
+    return _with_horovodrun(config, settings, request)
+
+
+def plan(config: Config, settings: TrainSettings, ds: str, *, resume: bool) -> TrainRequest:
+    """The request every worker gets: pinned table versions, from the checkpoint when resuming one."""
+    launch_id = uuid.uuid4().hex
+    if resume:
+        manifest = Checkpoints(checkpoint_folder(config, settings, ds)).latest()
+        if manifest is not None:
+            if manifest.get("architecture") != settings.architecture():
+                raise ConfigError(
+                    f"the checkpoint for ds={ds} was written with {manifest.get('architecture')} but the settings "
+                    f"now say {settings.architecture()}; resume with the same settings or rerun without --resume"
+                )
+            return TrainRequest(ds, launch_id, manifest["versions"], resume=True)
+    lake = Lake.from_config(config)
+    versions = {table: lake.version(table) for table in PINNED_TABLES if table != "category_vocab"}
+    versions["category_vocab"] = lake.version("category_vocab") if lake.exists("category_vocab") else None
+    return TrainRequest(ds, launch_id, versions, resume=resume)
+
+
+def horovodrun_command(settings: TrainSettings, request: TrainRequest, overrides: dict[str, Any]) -> list[str]:
+    """The horovodrun command line that starts ``settings.num_proc`` workers."""
+    horovodrun = Path(sys.executable).with_name("horovodrun")
+    hosts = settings.hosts or f"localhost:{settings.num_proc}"
+    encoded = base64.urlsafe_b64encode(json.dumps(overrides).encode()).decode()
+    return [
+        str(horovodrun) if horovodrun.exists() else "horovodrun",
+        "-np", str(settings.num_proc), "-H", hosts, "--gloo",
+        sys.executable, "-m", "training.worker", "--request", request.encode(), "--overrides", encoded,
+    ]
+
+
+def _with_horovodrun(config: Config, settings: TrainSettings, request: TrainRequest) -> ModelCard:
+    command = horovodrun_command(settings, request, dict(config.overrides))
+    log.info("starting %d workers on %s", settings.num_proc, settings.hosts or "this machine")
+    # workers log to our stderr: stdout stays for the final model_version line
+    finished = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, check=False)
+    if finished.returncode != 0:
+        raise SeqrecError(
+            f"training workers failed (horovodrun exit code {finished.returncode}); the worker output above says why"
+        )
+    for card in reversed(registry.list_versions(config)):
+        if card.meta.get("launch_id") == request.launch_id:
+            return card
+    raise SeqrecError(f"the workers finished but registered no model for launch {request.launch_id}")
+
+
+def _on_spark(config: Config, settings: TrainSettings, request: TrainRequest) -> ModelCard:
+    import horovod.spark
+
+    from lake.spark import get_spark
+    from training.worker import train_in_spark_task
+
+    context = get_spark(config).sparkContext  # horovod.spark.run uses the active session's context
+    if context.master.startswith("local") and context.defaultParallelism < settings.num_proc:
+        # each worker holds a task slot for the whole run; horovod would wait start_timeout (10 min) for more
+        raise ConfigError(
+            f"Spark master {context.master} has {context.defaultParallelism} task slots but train.num_proc is "
+            f"{settings.num_proc}; use local[{settings.num_proc}] or more (spark.master) or fewer workers (--np)"
+        )
+    versions = horovod.spark.run(train_in_spark_task, args=(dict(config.overrides), request.encode()),
+                                 num_proc=settings.num_proc, stdout=sys.stderr, stderr=sys.stderr)
+    card = registry.find(config, version=versions[0], alias=None)
+    if card is None:
+        raise SeqrecError(f"the Spark workers reported model version {versions[0]}, which is not registered")
+    return card

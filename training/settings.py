@@ -1,0 +1,90 @@
+"""The `train:` config section as one frozen dataclass, read once and passed inward."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from lake import Config, ConfigError, typed_section
+
+__all__ = ["DEFAULTS", "ModelType", "TrainSettings", "train_settings"]
+
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
+ModelType = Literal["sasrec", "gru", "lstm", "popularity"]
+LossType = Literal["full_softmax", "sampled_softmax", "bce"]
+
+# Keys that shape the network's weights: a checkpoint can only resume under the same values.
+ARCHITECTURE_KEYS = (
+    "model_type", "max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "layer_norm",
+    "use_behaviour", "use_category", "use_time_gap", "max_gap_bucket",
+)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model_type: ModelType
+    max_len: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    inner_size: int
+    dropout: float
+    layer_norm: Literal["pre", "post"]
+    use_behaviour: bool
+    use_category: bool
+    use_time_gap: bool
+    max_gap_bucket: int
+    loss: LossType
+    negatives: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    grad_clip_norm: float
+    patience: int
+    seed: int
+    reader_pool: Literal["dummy", "process"]
+    reader_workers: int
+    torch_threads: int
+    num_proc: int
+    hosts: str
+    launcher: Literal["horovodrun", "spark"]
+    checkpoint_dir: str
+    model_store: str
+
+    def __post_init__(self) -> None:
+        positive = ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "negatives", "epochs",
+                    "batch_size", "num_proc", "reader_workers", "max_gap_bucket")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.model_type == "sasrec" and self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"train.hidden_size ({self.hidden_size}) must be divisible by train.num_heads ({self.num_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def architecture(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in ARCHITECTURE_KEYS}
+
+    def features(self) -> dict[str, bool]:
+        """Which embeddings are summed into each step (positions belong to sasrec only)."""
+        return {
+            "item": True,
+            "position": self.model_type == "sasrec",
+            "behaviour": self.use_behaviour and self.model_type != "popularity",
+            "category": self.use_category and self.model_type != "popularity",
+            "time_gap": self.use_time_gap and self.model_type != "popularity",
+        }
+
+
+def train_settings(config: Config) -> TrainSettings:
+    return typed_section(TrainSettings, config, "train", DEFAULTS)
