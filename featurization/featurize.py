@@ -302,7 +302,10 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
         with _timed("write_user_sequences", seconds):
             lake.write("user_sequences", sequences.user_sequences(compact, settings.max_len, ds), partition=ds)
         with _timed("write_train_examples", seconds):
-            lake.write("train_examples", examples.train_examples(compact, settings.max_len, ds), partition=ds)
+            # Files hold all three splits of their users: the trainer shards by Parquet row group, and files
+            # of one split each would leave some workers without training rows.
+            rows = examples.train_examples(compact, settings.max_len, ds).repartition("user_id")
+            lake.write("train_examples", rows, partition=ds)
         lake.write("abnormal_users", clean.abnormal, partition=ds)
         lake.write("featurize_stats", _stats_table(steps, ds), partition=ds)
         return FeaturizeResult(

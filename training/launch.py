@@ -17,12 +17,17 @@ import logging
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
 
 from lake import Config, ConfigError, Lake, SeqrecError, registry
 from lake.registry import ModelCard
 from training.checkpoint import Checkpoints
+from training.data import user_shard
 from training.settings import TrainSettings, train_settings
 from training.worker import PINNED_TABLES, TrainRequest, checkpoint_folder, train
 
@@ -41,6 +46,7 @@ def launch(config: Config, ds: str, *, resume: bool = False) -> ModelCard:
     """
     settings = train_settings(config)
     request = plan(config, settings, ds, resume=resume)
+    settings = replace(settings, num_proc=workers_with_data(config, request, settings.num_proc))
     if settings.launcher == "spark":
         return _on_spark(config, settings, request)
     if settings.num_proc == 1 and not settings.hosts:
@@ -66,6 +72,29 @@ def plan(config: Config, settings: TrainSettings, ds: str, *, resume: bool) -> T
     versions = {table: lake.version(table) for table in PINNED_TABLES if table != "category_vocab"}
     versions["category_vocab"] = lake.version("category_vocab") if lake.exists("category_vocab") else None
     return TrainRequest(ds, launch_id, versions, resume=resume)
+
+
+def workers_with_data(config: Config, request: TrainRequest, wanted: int) -> int:
+    """The most workers, up to ``wanted``, that each get training rows when users are sharded by hash.
+
+    A small day (the first days of a new shop, the shipped sample) can hold fewer training users than
+    workers, or an unlucky split of them; a worker with an empty shard would fail the whole run.
+    """
+    if wanted <= 1:
+        return wanted
+    lake = Lake.from_config(config)
+    examples = lake.read("train_examples", version=request.versions["train_examples"], partition=request.ds,
+                         columns=["user_id", "split"])
+    users = examples.filter(pc.equal(examples.column("split"), "train")).column("user_id").to_numpy()
+    for workers in range(wanted, 1, -1):
+        if len(np.unique(user_shard(users, workers))) == workers:
+            break
+    else:
+        workers = 1
+    if workers < wanted:
+        log.warning("train_examples ds=%s has %d training users: %d of the %d workers asked for would get none, "
+                    "so training runs %d worker(s)", request.ds, len(users), wanted - workers, wanted, workers)
+    return workers
 
 
 def horovodrun_command(settings: TrainSettings, request: TrainRequest, overrides: dict[str, Any]) -> list[str]:

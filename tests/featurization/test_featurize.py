@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from featurization.featurize import featurize
@@ -188,3 +189,10 @@ def test_taobao_sample_ingest_then_featurize_matches_a_plain_python_reference(co
         if row["split"] == "test":
             assert row["items"] == full[:-1][-max_len:]
             assert row["targets"] == [0] * (len(row["items"]) - 1) + [full[-1]]
+    # Each file holds every split of its users, so sharding by row group gives each worker training rows.
+    for uri in lake.file_uris("train_examples", partition=DAY2):
+        in_file = pq.read_table(uri, columns=["user_id", "split"]).to_pylist()
+        users = {r["user_id"] for r in in_file}
+        assert Counter(r["split"] for r in in_file) == Counter(
+            {split: sum(1 for r in examples if r["user_id"] in users and r["split"] == split)
+             for split in ("train", "valid", "test")})

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from lake import Config, ConfigError, Lake, registry
-from tests.training.conftest import DS, TinyData, tiny_config
+from tests.training.conftest import DS, TinyData, tiny_config, write_tiny_lake
 from tests.training.test_worker import metric_history
-from training.launch import horovodrun_command, launch, plan
+from training.launch import horovodrun_command, launch, plan, workers_with_data
 from training.settings import train_settings
 from training.worker import TrainRequest
 
@@ -34,6 +34,16 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(config: Config, lak
     launch(tiny_config(config, epochs=1), DS)
     with pytest.raises(ConfigError, match="rerun without --resume"):
         launch(tiny_config(config, epochs=2, hidden_size=32), DS, resume=True)
+
+
+def test_workers_are_capped_so_that_none_gets_an_empty_shard(config: Config, lake: Lake) -> None:
+    write_tiny_lake(lake, users=1)
+    request = plan(config, train_settings(config), DS, resume=False)
+    assert workers_with_data(config, request, 2) == 1
+    write_tiny_lake(lake, users=48)
+    request = plan(config, train_settings(config), DS, resume=False)
+    assert workers_with_data(config, request, 2) == 2
+    assert workers_with_data(config, request, 1) == 1
 
 
 def test_horovodrun_command_runs_the_worker_module(config: Config) -> None:
