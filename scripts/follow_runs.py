@@ -61,6 +61,17 @@ class Api:
         run = urllib.parse.quote(run_id, safe="")
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances", limit="1000")["task_instances"]
 
+    def cancel_unfinished_backfills(self, dag_id: str) -> list[int]:
+        """Cancel the DAG's backfills that never completed (e.g. one left by a run that was stopped); a new
+        backfill is refused while one is running. Returns the cancelled backfill ids."""
+        found = self.get("/api/v2/backfills", dag_id=dag_id, limit="1000").get("backfills", [])
+        cancelled = []
+        for backfill in found:
+            if backfill.get("completed_at") is None:
+                self._request("PUT", f"/api/v2/backfills/{backfill['id']}/cancel", token=self.token)
+                cancelled.append(backfill["id"])
+        return cancelled
+
     def log_tail(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[str]:
         run = urllib.parse.quote(run_id, safe="")
         content = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}",
@@ -173,6 +184,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds (default 3600)")
     parser.add_argument("--poll", type=float, default=3, help="seconds between polls (default 3)")
     parser.add_argument("--username", default="admin")
+    parser.add_argument("--cancel-unfinished-backfills", action="store_true",
+                        help="Only cancel the DAG's unfinished backfills (before creating a new one), then exit.")
     args = parser.parse_args()
     airflow_home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
     # scripts/airflow_env.sh sets the first; a caller that only chose the port sets the second
@@ -180,6 +193,10 @@ def main() -> int:
                 or f"http://127.0.0.1:{os.environ.get('SEQREC_AIRFLOW_PORT', '8080')}")
     try:
         api = Api(base_url, args.username, _password(airflow_home, args.username))
+        if args.cancel_unfinished_backfills:
+            for backfill_id in api.cancel_unfinished_backfills(args.dag_id):
+                print(f"cancelled unfinished backfill {backfill_id} of {args.dag_id}")
+            return 0
         ok = follow(api, args.dag_id, args.from_date, args.to_date, args.timeout, args.poll)
     except urllib.error.URLError as exc:
         print(f"cannot reach the Airflow API at {base_url}: {exc}", file=sys.stderr)

@@ -250,7 +250,9 @@ def airflow_instance(tmp_path: Path, raw_events: str) -> Iterator[dict[str, str]
     env = _airflow_env(
         tmp_path, SEQREC_SOURCE=raw_events, SEQREC_END_DATE=DAYS[-1],
         SEQREC_TRAIN_WEEKDAYS="wed",  # none of DAYS: only the first day trains (no champion yet)
-        SEQREC_PREVIOUS_RUN_POKE_SECONDS="5",
+        # each reschedule poke is a new task process; at 5 s they raced the scheduler on a loaded 2-core box
+        # ("TI was not in a state where it could be marked as running") and the sensor ran out of tries
+        SEQREC_PREVIOUS_RUN_POKE_SECONDS="15",
     )
     try:
         started = subprocess.run(["bash", str(AIRFLOW_ENV), "start"], env=env, capture_output=True, text=True,
