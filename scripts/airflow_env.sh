@@ -25,7 +25,11 @@ export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$SEQREC_ROOT/da
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM="${SEQREC_AIRFLOW_PARALLELISM:-2}"
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+# SQLite takes one writer at a time and Python's sqlite3 gives up after 5 s, which a busy scheduler on 2
+# cores exceeds ("database is locked" from `airflow backfill create`): wait up to 60 s instead, and use the
+# write-ahead log (set in airflow_start) so readers never block the writer.
+SEQREC_AIRFLOW_DB="$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$SEQREC_AIRFLOW_DB?timeout=60"
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT="$SEQREC_AIRFLOW_PORT"
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:$SEQREC_AIRFLOW_PORT"
@@ -77,6 +81,9 @@ airflow_start() {
   fi
   [ -x "$SEQREC_AIRFLOW_VENV/bin/airflow" ] || { echo "no Airflow at $SEQREC_AIRFLOW_VENV; run scripts/setup.sh" >&2; return 1; }
   mkdir -p "$AIRFLOW_HOME"
+  # journal_mode=WAL is stored in the database file, so setting it once before standalone migrates is enough.
+  "$SEQREC_AIRFLOW_VENV/bin/python" -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' \
+    "$SEQREC_AIRFLOW_DB"
   rm -f "$SEQREC_AIRFLOW_PIDFILE"  # left by an instance that did not stop cleanly
   # A session of its own, so stop can signal the whole instance; the pid written is the session leader's.
   setsid bash -c 'echo $$ > "$1"; exec airflow standalone' _ "$SEQREC_AIRFLOW_PIDFILE" \

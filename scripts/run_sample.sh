@@ -22,6 +22,9 @@ START=$SECONDS
 export SEQREC_SOURCE="${SEQREC_SOURCE:-$ROOT/tests/fixtures/taobao_sample.csv}"
 # The sample's own settings (tiny data); see the comments in the file.
 export SEQREC_CONFIG="${SEQREC_CONFIG:-$ROOT/scripts/sample_config.yaml}"
+# Each Spark stage here is a short-lived JVM on a few thousand rows: the client JIT alone and the serial
+# collector start it faster on two cores (about 20% off a small stage). Unset for production-sized data.
+export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}"
 # No scheduled run after the sample's last day: this instance only runs the backfill.
 export SEQREC_END_DATE="$TO"
 # shellcheck source=scripts/airflow_env.sh
