@@ -51,14 +51,9 @@ step "backfill $FROM .. $TO (one run at a time, oldest first)"
 # Airflow refuses a new backfill while an earlier one (e.g. of an interrupted sample run) is unfinished.
 "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
   --cancel-unfinished-backfills
-# SQLite lets one writer at a time: under load the scheduler can hold the lock past the CLI's wait.
-for attempt in 1 2 3 4 5; do
-  if created="$(airflow backfill create --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
-                  --max-active-runs 1 --reprocess-behavior completed 2>&1)"; then break; fi
-  if [ "$attempt" -eq 5 ] || ! grep -q "database is locked" <<<"$created"; then echo "$created" >&2; exit 1; fi
-  echo "the Airflow database was busy (attempt $attempt); trying again in 10 s"
-  sleep 10
-done
+# The SQLite lock wait and write-ahead log are set in scripts/airflow_env.sh, so no retry is needed here.
+airflow backfill create --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
+  --max-active-runs 1 --reprocess-behavior completed
 
 step "following the runs"
 "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
