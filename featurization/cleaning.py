@@ -115,31 +115,36 @@ def kcore(
 ) -> tuple[DataFrame, int, bool]:
     """The k-core of the user-item graph: ``(pairs, rounds that removed something, reached the fixed point)``.
 
-    Each round keeps the pairs whose user has at least ``user_min_events`` events and whose item has at
-    least ``item_min_events`` (summing ``events`` over the current pairs), until a round removes nothing
-    or ``max_iterations`` rounds removed something. The pairs are checkpointed each round so the plan
-    does not grow; a round is one Spark job.
+    Each round removes the pairs of users with fewer than ``user_min_events`` events and of items with
+    fewer than ``item_min_events`` (summing ``events`` over the current pairs), until a round finds nothing
+    to remove or ``max_iterations`` rounds removed something.
+
+    Each round first collects the ids to remove, which are few next to the pairs, so the round that finds
+    none (the fixed point) never rewrites the pairs; the pairs are checkpointed after each removal so the
+    plan does not grow.
 
     Args:
         pairs: ``user_item_pairs`` (any extra columns are kept).
     """
     from pyspark.sql import functions as F
 
-    def one_round(current: DataFrame) -> DataFrame:
-        users = current.groupBy("user_id").agg(F.sum("events").alias("n")).where(F.col("n") >= user_min_events)
-        items = current.groupBy("item_id").agg(F.sum("events").alias("n")).where(F.col("n") >= item_min_events)
-        return (
-            current.join(users.select("user_id"), "user_id", "left_semi")
-            .join(items.select("item_id"), "item_id", "left_semi")
-        )
+    def too_few(current: DataFrame, key: str, minimum: int) -> DataFrame:
+        counts = current.groupBy(key).agg(F.sum("events").alias("n"))
+        return counts.where(F.col("n") < minimum).select(key).localCheckpoint(eager=True)
 
     pairs = pairs.localCheckpoint(eager=True)
-    count = pairs.count()
     rounds = 0
-    while rounds < max_iterations:
-        kept = one_round(pairs).localCheckpoint(eager=True)
-        kept_count = kept.count()
-        if kept_count == count:
+    while True:
+        users = too_few(pairs, "user_id", user_min_events)
+        items = too_few(pairs, "item_id", item_min_events)
+        if users.isEmpty() and items.isEmpty():
             return pairs, rounds, True
-        pairs, count, rounds = kept, kept_count, rounds + 1
-    return pairs, rounds, False
+        if rounds == max_iterations:
+            return pairs, rounds, False
+        # Items are broadcast (a catalogue at most) so the pairs keep their partitioning by user.
+        pairs = (
+            pairs.join(users, "user_id", "left_anti")
+            .join(F.broadcast(items), "item_id", "left_anti")
+            .localCheckpoint(eager=True)
+        )
+        rounds += 1

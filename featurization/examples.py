@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 __all__ = ["Split", "example_window", "train_examples"]
 
 Split = Literal["leave_one_out", "time"]
+# The per-position arrays of a row, as named by sequences.step_values.
+FIELDS = ("items", "behaviours", "categories", "gap_buckets")
 
 
 def example_window(steps: Column, max_len: int, split: Split) -> list[Column]:
     """``window, test_at, valid_at, train_end``: the steps a user's rows need and where each row ends.
 
-    ``window`` holds just the steps the rows read (at most max_len + 3); ``test_at`` and ``valid_at`` are
+    ``window`` holds just the steps the rows read (at most max_len + 3) as a struct of int arrays
+    (``step_values``: items, behaviours, ...), so the rows only slice arrays; ``test_at`` and ``valid_at`` are
     1-based positions in it of the test and validation targets and ``train_end`` that of the last train
     target. A row exists only when its position is >= 2 (its inputs are not empty).
 
@@ -66,11 +69,17 @@ def example_window(steps: Column, max_len: int, split: Split) -> list[Column]:
     else:
         raise ValueError(f"unknown split {split!r}; use leave_one_out or time")
     return [
-        window.alias("window"),
+        F.struct(*step_values(window)).alias("window"),
         test_at.cast("int").alias("test_at"),
         valid_at.cast("int").alias("valid_at"),
         train_end.cast("int").alias("train_end"),
     ]
+
+
+def _inputs(first: Column, count: Column) -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [F.slice(F.col("window")[field], first, count).alias(field) for field in FIELDS]
 
 
 def _evaluation_row(at: Column, max_len: int) -> list[Column]:
@@ -79,9 +88,8 @@ def _evaluation_row(at: Column, max_len: int) -> list[Column]:
 
     first = F.greatest(at - max_len, F.lit(1))
     count = at - first
-    inputs = F.slice("window", first, count)
-    target = F.element_at("window", at)["item"]
-    return [*step_values(inputs), F.concat(F.array_repeat(F.lit(0), count - 1), F.array(target)).alias("targets")]
+    target = F.element_at(F.col("window.items"), at)
+    return [*_inputs(first, count), F.concat(F.array_repeat(F.lit(0), count - 1), F.array(target)).alias("targets")]
 
 
 def _train_row(end: Column, max_len: int) -> list[Column]:
@@ -90,26 +98,28 @@ def _train_row(end: Column, max_len: int) -> list[Column]:
 
     first = F.greatest(end - max_len, F.lit(1))
     count = end - first
-    inputs = F.slice("window", first, count)
-    targets = F.transform(F.slice("window", first + 1, count), lambda s: s["item"])
-    return [*step_values(inputs), targets.alias("targets")]
+    return [*_inputs(first, count), F.slice(F.col("window.items"), first + 1, count).alias("targets")]
 
 
 def train_examples(windows: DataFrame, max_len: int, ds: str) -> DataFrame:
     """``train_examples`` rows (user_id, split, items, behaviours, categories, gap_buckets, targets, ds).
+
+    A user's rows come out of one explode of their window row, so they stay in the task (and the file)
+    that holds the user: every file carries all three splits of its users, and no shuffle is needed.
 
     Args:
         windows: ``user_id`` plus the ``example_window`` columns.
     """
     from pyspark.sql import functions as F
 
-    def rows(split: str, position: str, columns: list[Column]) -> DataFrame:
-        return windows.where(F.col(position) >= 2).select(
-            "user_id", F.lit(split).alias("split"), *columns, F.lit(ds).alias("ds")
-        )
+    def row(split: str, position: str, columns: list[Column]) -> Column:
+        return F.when(F.col(position) >= 2, F.struct(F.lit(split).alias("split"), *columns))
 
-    return (
-        rows("train", "train_end", _train_row(F.col("train_end"), max_len))
-        .unionByName(rows("valid", "valid_at", _evaluation_row(F.col("valid_at"), max_len)))
-        .unionByName(rows("test", "test_at", _evaluation_row(F.col("test_at"), max_len)))
+    rows = F.array(
+        row("train", "train_end", _train_row(F.col("train_end"), max_len)),
+        row("valid", "valid_at", _evaluation_row(F.col("valid_at"), max_len)),
+        row("test", "test_at", _evaluation_row(F.col("test_at"), max_len)),
+    )
+    return windows.select("user_id", F.explode(F.filter(rows, lambda r: r.isNotNull())).alias("row")).select(
+        "user_id", "row.*", F.lit(ds).alias("ds")
     )

@@ -107,12 +107,20 @@ class FeaturizeResult:
 def _read_or_empty(lake: Lake, name: str) -> DataFrame:
     if lake.exists(name):
         return lake.read_spark(name)
+    from lake.schemas import spec
+
+    assert lake.spark is not None
+    return _to_spark(lake.spark, spec(name).schema.empty_table(), name)
+
+
+def _to_spark(spark: SparkSession, rows: pa.Table, name: str) -> DataFrame:
+    """Driver-side Arrow rows as a Spark DataFrame in table ``name``'s declared schema."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from lake.schemas import spec
 
-    assert lake.spark is not None
-    return lake.spark.createDataFrame([], from_arrow_schema(spec(name).schema))
+    schema = spec(name).schema
+    return spark.createDataFrame(rows.select(schema.names).cast(schema), from_arrow_schema(schema))
 
 
 def _check_events_for(lake: Lake, ds: str) -> None:
@@ -190,9 +198,10 @@ def _clean(flagged: DataFrame, ds: str, settings: FeaturizeSettings, cached: lis
             f"{after_abnormal:,} removed by k-core); lower featurize.kcore_user_min_events / "
             f"kcore_item_min_events for small data. Nothing was written"
         )
+    # Items are broadcast and the users are partitioned like the events (see featurize): no shuffle.
     cleaned = (
         kept.join(pairs.select("user_id").distinct(), "user_id", "left_semi")
-        .join(pairs.select("item_id").distinct(), "item_id", "left_semi")
+        .join(F.broadcast(pairs.select("item_id").distinct()), "item_id", "left_semi")
     )
     bursts = (f"same (user, item, behaviour) within {settings.burst_window_seconds}s of the previous one, "
               f"collapsed into the first" if settings.burst_window_seconds > 0 else "step off")
@@ -232,10 +241,13 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
     _check_events_for(lake, ds)
     seconds: dict[str, float] = {}
 
+    # One shuffle by user up front: the cleaning window (user, item, behaviour), the per-user and per-pair
+    # aggregates and the per-user sequences all accept this partitioning, so Spark shuffles the events
+    # once instead of once per step (most of featurize's time at 10M events; docs/benchmarks.md).
     events = lake.read_spark("events").where(F.col("ds") <= ds).select(
         "user_id", "item_id", "category_id", cleaning.behaviour_index("behaviour").alias("behaviour_index"),
         "event_time", "ds",
-    )
+    ).repartition("user_id")
     flagged = cleaning.flag_duplicates_and_bursts(events, settings.burst_window_seconds).persist(
         StorageLevel.MEMORY_AND_DISK
     )
@@ -247,17 +259,19 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
         with _timed("vocabularies", seconds):
             old_items = _read_or_empty(lake, "item_vocab")
             old_categories = _read_or_empty(lake, "category_vocab")
+            # The new entries are numbered in one global order (a single task) and are few next to the
+            # events, so they come to the driver as Arrow and are appended by delta-rs directly.
             new_items = vocab.new_vocab_entries(
                 clean.pairs.groupBy("item_id").agg(F.min("first_time").alias("first_time")),
                 old_items, "item_id", "item_index", ds,
-            ).localCheckpoint(eager=True)
+            ).toArrow()
             new_categories = vocab.new_vocab_entries(
                 clean.deduplicated.groupBy("category_id").agg(F.min("event_time").alias("first_time")),
                 old_categories, "category_id", "category_index", ds,
-            ).localCheckpoint(eager=True)
-            new_item_count, new_category_count = new_items.count(), new_categories.count()
-            item_vocab = old_items.unionByName(new_items)
-            category_vocab = old_categories.unionByName(new_categories)
+            ).toArrow()
+            new_item_count, new_category_count = new_items.num_rows, new_categories.num_rows
+            item_vocab = old_items.unionByName(_to_spark(spark, new_items, "item_vocab"))
+            category_vocab = old_categories.unionByName(_to_spark(spark, new_categories, "category_vocab"))
 
         with _timed("sequences", seconds):
             cutoff = settings.cutoff_ds(ds)
@@ -266,7 +280,7 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
             )
             compact = histories.select(
                 "user_id", "length", "last_event_time",
-                sequences.last_steps(F.col("steps"), settings.max_len).alias("steps"),
+                sequences.recent_steps(F.col("steps"), settings.max_len).alias("recent"),
                 *examples.example_window(F.col("steps"), settings.max_len, settings.split),
             ).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(compact)
@@ -297,15 +311,18 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
         with _timed("write_item_categories", seconds):
             # The vocabulary as of ds: rerunning an old ds after later days must not list their items.
             vocab_as_of_ds = item_vocab.where(F.col("first_seen_ds") <= ds)
+            # One row per catalogue item: collected as Arrow and written by the driver, which is quicker
+            # than a distributed write for a table this size.
             lake.write("item_categories", vocab.item_categories(
-                vocab_as_of_ds, category_vocab, vocab.last_category(clean.deduplicated), ds), partition=ds)
+                vocab_as_of_ds, category_vocab, vocab.last_category(clean.deduplicated), ds).toArrow(),
+                partition=ds)
         with _timed("write_user_sequences", seconds):
-            lake.write("user_sequences", sequences.user_sequences(compact, settings.max_len, ds), partition=ds)
+            lake.write("user_sequences", sequences.user_sequences(compact, ds), partition=ds)
         with _timed("write_train_examples", seconds):
-            # Files hold all three splits of their users: the trainer shards by Parquet row group, and files
-            # of one split each would leave some workers without training rows.
-            rows = examples.train_examples(compact, settings.max_len, ds).repartition("user_id")
-            lake.write("train_examples", rows, partition=ds)
+            # train_examples keeps a user's three rows in one task, so files hold all splits of their users:
+            # the trainer shards by Parquet row group, and one split per file would leave workers without
+            # training rows.
+            lake.write("train_examples", examples.train_examples(compact, settings.max_len, ds), partition=ds)
         lake.write("abnormal_users", clean.abnormal, partition=ds)
         lake.write("featurize_stats", _stats_table(steps, ds), partition=ds)
         return FeaturizeResult(

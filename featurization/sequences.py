@@ -26,7 +26,9 @@ from featurization.cleaning import MICROS
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-__all__ = ["FIRST_EVENT_BUCKET", "gap_bucket", "last_steps", "step_values", "user_sequences", "user_steps"]
+__all__ = [
+    "FIRST_EVENT_BUCKET", "gap_bucket", "last_steps", "recent_steps", "step_values", "user_sequences", "user_steps",
+]
 
 FIRST_EVENT_BUCKET = 1
 
@@ -104,19 +106,28 @@ def step_values(steps: Column) -> list[Column]:
     ]
 
 
-def user_sequences(histories: DataFrame, max_len: int, ds: str) -> DataFrame:
-    """``user_sequences`` rows from ``user_steps`` output: the most recent ``max_len`` steps of each user.
+def recent_steps(steps: Column, max_len: int) -> Column:
+    """The most recent ``max_len`` steps as one struct of int arrays (``step_values``), as the tables keep them.
+
+    Computed once per user and cached by featurize; the table rows then only slice these arrays.
+    """
+    from pyspark.sql import functions as F
+
+    return F.struct(*step_values(last_steps(steps, max_len)))
+
+
+def user_sequences(recent: DataFrame, ds: str) -> DataFrame:
+    """``user_sequences`` rows from ``user_id, recent, length, last_event_time`` (``recent`` from ``recent_steps``).
 
     ``length`` is the true number of cleaned events and ``truncated`` how many older ones were dropped.
     """
     from pyspark.sql import functions as F
 
-    recent = last_steps(F.col("steps"), max_len)
-    return histories.select(
+    return recent.select(
         "user_id",
-        *step_values(recent),
+        "recent.items", "recent.behaviours", "recent.categories", "recent.gap_buckets",
         "length",
-        F.greatest(F.col("length") - max_len, F.lit(0)).cast("int").alias("truncated"),
+        (F.col("length") - F.size("recent.items")).cast("int").alias("truncated"),
         "last_event_time",
         F.lit(ds).alias("ds"),
     )

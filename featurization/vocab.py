@@ -50,9 +50,11 @@ def to_indexes(events: DataFrame, item_vocab: DataFrame, category_vocab: DataFra
     """``events`` with ``item_index`` and ``category_index`` added (UNKNOWN_INDEX for ids not in a vocabulary)."""
     from pyspark.sql import functions as F
 
+    # Broadcast: the vocabularies are far smaller than the events, and a shuffle join would undo the
+    # events' partitioning by user that the sequence step relies on.
     return (
-        events.join(item_vocab.select("item_id", "item_index"), "item_id", "left")
-        .join(category_vocab.select("category_id", "category_index"), "category_id", "left")
+        events.join(F.broadcast(item_vocab.select("item_id", "item_index")), "item_id", "left")
+        .join(F.broadcast(category_vocab.select("category_id", "category_index")), "category_id", "left")
         .withColumn("item_index", F.coalesce("item_index", F.lit(UNKNOWN_INDEX)))
         .withColumn("category_index", F.coalesce("category_index", F.lit(UNKNOWN_INDEX)))
     )

@@ -26,7 +26,9 @@ def test_steps_are_ordered_bucketed_and_truncated_to_the_most_recent(make_events
         (2, 20, 3, "click", DAY1, 0),
     ]
     histories = sequences.user_steps(indexed(make_events(rows)), max_gap_bucket=30)
-    table = {r.user_id: r for r in sequences.user_sequences(histories, max_len=4, ds=DAY2).collect()}
+    recent = histories.select(
+        "user_id", sequences.recent_steps(F.col("steps"), 4).alias("recent"), "length", "last_event_time")
+    table = {r.user_id: r for r in sequences.user_sequences(recent, ds=DAY2).collect()}
 
     user = table[1]
     assert user.length == 5 and user.truncated == 1
