@@ -181,6 +181,7 @@ def main() -> None:
     finished_file = work / "finished.json"
     finished: dict[str, Any] = json.loads(finished_file.read_text()) if args.reuse and finished_file.exists() else {}
 
+    earlier = _earlier_results(args.out, args.name)
     rows: list[dict[str, Any]] = []
     for label, settings in _variants(args):
         slug = label.replace(" ", "_").replace("+", "plus").replace("-extras", "minus-extras")
@@ -200,8 +201,15 @@ def main() -> None:
                                "train": train_section, "metrics": _metrics(variant_file, version)}
             finished_file.write_text(json.dumps(finished, indent=2))
         rows += _rows(label, finished[label], config_file)
-        _write(args, rows)
+        _write(args, rows, earlier)
     _print_table(rows)
+
+
+def _earlier_results(out: Path, dataset: str) -> dict[str, Any]:
+    """What an earlier run wrote to ``out`` for the same dataset (rows and commands), so a grid too long for
+    one sitting can be filled in by several runs."""
+    earlier = json.loads(out.read_text()) if out.exists() else {}
+    return earlier if earlier.get("dataset") == dataset else {"rows": [], "command": ""}
 
 
 def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[str, Any]]:
@@ -227,9 +235,15 @@ def _card_meta(config_file: Path, version: str) -> dict[str, Any]:
     return dict(card.meta) if card else {}
 
 
-def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]], earlier: dict[str, Any]) -> None:
+    """Write ``rows`` to ``args.out``, keeping the earlier rows (and commands) of the models this run did not
+    produce."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    commands = list(dict.fromkeys(r["command"] for r in rows if r.get("command")))
+    rerun = {row["model"] for row in rows}
+    kept = [row for row in earlier["rows"] if row["model"] not in rerun]
+    commands = [c for c in earlier["command"].split(" ; ") if c] if kept else []
+    rows = kept + rows
+    commands = list(dict.fromkeys(commands + [r["command"] for r in rows if r.get("command")]))
     args.out.write_text(json.dumps({
         "dataset": args.name, "data_file": str(args.data), "command": " ; ".join(commands),
         "reference": REFERENCE, "goal": GOAL, "rows": rows,

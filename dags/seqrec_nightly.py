@@ -1,16 +1,22 @@
 """seqrec_nightly: the nightly job, one DAG run per logical date ds. Wiring only: every stage runs in the job
 environment (spark-submit or the `seqrec` CLI of SEQREC_JOB_VENV); this file imports only Airflow and stdlib.
 
-    wait_for_previous_run -> wait_for_raw_events -> ingest -> featurize -> decide_training
+    wait_for_previous_featurize -> wait_for_raw_events -> ingest -> featurize
+        -> wait_for_previous_publish -> decide_training
         decide_training -> train -> evaluate -> gate ---\
         decide_training -> keep_champion ----------------> choose_model -> score -> publish
+
+Days go in date order in two halves: a day's ingest and featurize wait for the previous day's featurize (the
+vocabularies grow in date order), and its model decision waits for the previous day's publish (a day trains,
+gates and scores against the model the previous day left). So day D+1's features are built while day D
+trains and scores, and no two days ever write the same table at once.
 
 Settings are environment variables of the Airflow workers, read when a task runs (see `setting`):
 SEQREC_REPO, SEQREC_JOB_VENV, SEQREC_LAKE_ROOT, SEQREC_SOURCE, SEQREC_TRAIN_NP, SEQREC_TRAIN_WEEKDAYS,
 SEQREC_SPARK_DRIVER_MEMORY; SEQREC__<SECTION>__<KEY> variables reach the jobs unchanged. Read when the file
 is parsed: the schedule (SEQREC_SCHEDULE, SEQREC_END_DATE), the Spark connection id (SEQREC_SPARK_CONN_ID;
 the master is that connection's, spark_default = local[2] from scripts/airflow_env.sh) and how often a
-waiting run looks at its predecessor (SEQREC_PREVIOUS_RUN_POKE_SECONDS).
+waiting day looks at the previous one (SEQREC_PREVIOUS_RUN_POKE_SECONDS).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, XComArg, dag, task
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,35 @@ def current_champion() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def previous_day_done(ti, task_id: str) -> bool:
+    """Whether the previous logical date's run, if there is one, has finished ``task_id`` successfully."""
+    previous = ti.get_previous_dagrun()
+    if previous is None:
+        return True
+    state = ti.get_task_states(dag_id=DAG_ID, task_ids=[task_id], run_ids=[previous.run_id]).get(
+        previous.run_id, {}).get(task_id)
+    if state == "success":
+        return True
+    log.info("waiting: %s of the previous run %s is %s; it must succeed first (clear and rerun it if it "
+             "failed)", task_id, previous.run_id, state or "not started")
+    return False
+
+
+def wait_for_previous(task_id: str, why: str) -> XComArg:
+    """A sensor task, ``wait_for_previous_<task_id>``, that holds this run until the previous run's
+    ``task_id`` succeeded. Reschedule mode: a waiting day holds no worker slot, so a long backfill or a
+    failed day to clear cannot starve the pool."""
+
+    @task.sensor(task_id=f"wait_for_previous_{task_id}", mode="reschedule",
+                 poke_interval=int(os.environ.get("SEQREC_PREVIOUS_RUN_POKE_SECONDS", "60")),
+                 timeout=dt.timedelta(hours=12).total_seconds(), execution_timeout=dt.timedelta(minutes=2),
+                 doc_md=f"Waits until the previous logical date's `{task_id}` succeeded: {why}")
+    def wait(ti=None) -> bool:
+        return previous_day_done(ti, task_id)
+
+    return wait()
+
+
 # Templated values that read the settings on the worker when the task runs.
 JOB_ENV = {name: f"{{{{ job_env('{name}') }}}}" for name in JOB_ENV_NAMES}
 
@@ -162,9 +197,9 @@ def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOpe
     end_date=(dt.datetime.fromisoformat(os.environ["SEQREC_END_DATE"]).replace(tzinfo=dt.UTC)
               if os.environ.get("SEQREC_END_DATE") else None),
     catchup=False,
-    # Each day trains on and scores with what earlier days produced: one run at a time, oldest first
-    # (backfills ignore this limit, hence wait_for_previous_run).
-    max_active_runs=1,
+    # Two days at a time: the wait_for_previous_* sensors keep their stages in date order (backfills ignore
+    # this limit and use their own --max-active-runs; the sensors hold the order there too).
+    max_active_runs=2,
     default_args={
         "owner": "seqrec",
         "retries": 2,
@@ -179,18 +214,6 @@ def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOpe
     doc_md=__doc__,
 )
 def seqrec_nightly() -> None:
-    @task.sensor(mode="reschedule", poke_interval=int(os.environ.get("SEQREC_PREVIOUS_RUN_POKE_SECONDS", "60")),
-                 timeout=dt.timedelta(hours=12).total_seconds(), execution_timeout=dt.timedelta(minutes=2))
-    def wait_for_previous_run(ti=None) -> bool:
-        """Runs go in date order even in a backfill (which ignores max_active_runs): wait until the previous
-        logical date's run, if there is one, has succeeded."""
-        previous = ti.get_previous_dagrun()
-        if previous is None or previous.state == "success":
-            return True
-        log.info("waiting: the previous run %s is %s; it must succeed first (clear and rerun it if it "
-                 "failed)", previous.run_id, previous.state)
-        return False
-
     @task.sensor(mode="reschedule", poke_interval=300, timeout=dt.timedelta(hours=12).total_seconds(),
                  execution_timeout=dt.timedelta(minutes=2))
     def wait_for_raw_events(ds: str | None = None) -> bool:
@@ -272,10 +295,13 @@ def seqrec_nightly() -> None:
     score = spark_stage("score", "--model", "{{ ti.xcom_pull(task_ids='choose_model') }}",
                         timeout=dt.timedelta(hours=1))
     (
-        wait_for_previous_run()
+        wait_for_previous("featurize", "the vocabularies grow in date order, and a day's features read every "
+                          "earlier day's events")
         >> wait_for_raw_events()
         >> spark_stage("ingest", "--source", "{{ raw_source(ds) }}", timeout=dt.timedelta(minutes=30))
         >> spark_stage("featurize", timeout=dt.timedelta(hours=1))
+        >> wait_for_previous("publish", "a day decides, trains, gates and scores against the model and output "
+                             "the previous day left")
         >> decision
     )
     decision >> [trained, keep_champion]

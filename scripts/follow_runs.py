@@ -149,7 +149,7 @@ def print_durations(api: Api, dag_id: str, runs: list[dict]) -> None:
     total = _seconds(min(r["start_date"] for r in runs), max(r["end_date"] for r in runs))
     print(f"runs: {len(runs)}, first start to last end {total:.0f}s; task seconds (runs, mean, max, sum):")
     for task_id, seconds in sorted(per_task.items(), key=lambda kv: -sum(kv[1])):
-        print(f"  {task_id:<22} {len(seconds):>3} {sum(seconds) / len(seconds):>7.1f} {max(seconds):>7.1f} "
+        print(f"  {task_id:<28} {len(seconds):>3} {sum(seconds) / len(seconds):>7.1f} {max(seconds):>7.1f} "
               f"{sum(seconds):>8.1f}")
 
 
@@ -162,7 +162,7 @@ def follow(api: Api, dag_id: str, first: dt.date, last: dt.date, timeout_s: floa
             follower.observe(run)
         failed = [run["logical_date"][:10] for run in runs if run["state"] == "failed"]
         if failed:
-            # Later days wait for a failed one (wait_for_previous_run), so there is nothing more to see.
+            # Later days wait for a failed one (wait_for_previous_*), so there is nothing more to see.
             follower.say(f"FAILED: run(s) {', '.join(failed)}; see the log ends above")
             return False
         if runs and all(run["state"] == "success" for run in runs):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The nightly job end to end on the shipped Taobao sample, the way production runs it: a local Airflow
 # (scripts/airflow_env.sh: standalone, SQLite, LocalExecutor, loopback) backfills seqrec_nightly over the
-# sample's days, one run per ds in date order; each run ingests, featurizes, trains when due (Horovod, 2 gloo
-# processes), evaluates, gates, scores with Spark and publishes. Then it prints where the tables and the
+# sample's days, one run per ds, each stage in date order; each run ingests, featurizes, trains when due
+# (Horovod, 2 gloo processes), evaluates, gates, scores with Spark and publishes. Then it prints where the tables and the
 # metrics report are, and a few recommendations. Needs scripts/setup.sh to have run (make sample does both).
 #
 # Rerunnable: days already run are run again (--reprocess-behavior completed) and every stage replaces its
@@ -26,6 +26,8 @@ export SEQREC_CONFIG="${SEQREC_CONFIG:-$ROOT/scripts/sample_config.yaml}"
 # collector start it faster on two cores (about 20% off a small stage). Unset for production-sized data.
 export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}"
 # No scheduled run after the sample's last day: this instance only runs the backfill.
+# Day D+1 waits for day D at two points (dags/seqrec_nightly.py); stages here take seconds, so look often.
+export SEQREC_PREVIOUS_RUN_POKE_SECONDS="${SEQREC_PREVIOUS_RUN_POKE_SECONDS:-10}"
 export SEQREC_END_DATE="$TO"
 # shellcheck source=scripts/airflow_env.sh
 source "$ROOT/scripts/airflow_env.sh"
@@ -47,13 +49,22 @@ if airflow dags list-import-errors 2>/dev/null | grep -q "$DAG"; then
 fi
 echo "$DAG is registered and unpaused"
 
-step "backfill $FROM .. $TO (one run at a time, oldest first)"
+step "backfill $FROM .. $TO (two days at a time, each stage in date order)"
 # Airflow refuses a new backfill while an earlier one (e.g. of an interrupted sample run) is unfinished.
 "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
   --cancel-unfinished-backfills
-# The SQLite lock wait and write-ahead log are set in scripts/airflow_env.sh, so no retry is needed here.
-airflow backfill create --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
-  --max-active-runs 1 --reprocess-behavior completed
+# SQLite: the lock wait in scripts/airflow_env.sh covers a writer holding the lock, but not a transaction that
+# read before the scheduler wrote and then tries to write itself: SQLite refuses that at once ("database is
+# locked"). Airflow removes the half-made backfill on that error, so trying again is safe.
+for attempt in 1 2 3 4 5; do
+  if created="$(airflow backfill create --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
+                  --max-active-runs 2 --reprocess-behavior completed 2>&1)"; then echo "$created"; break; fi
+  if [ "$attempt" -eq 5 ] || ! grep -q "database is locked" <<<"$created"; then echo "$created" >&2; exit 1; fi
+  echo "the Airflow database was busy (attempt $attempt, 'database is locked'); trying again in 5 s"
+  sleep 5
+  "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
+    --cancel-unfinished-backfills
+done
 
 step "following the runs"
 "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
