@@ -2,8 +2,9 @@
 # The nightly job end to end on the shipped Taobao sample, the way production runs it: a local Airflow
 # (scripts/airflow_env.sh: standalone, SQLite, LocalExecutor, loopback) backfills seqrec_nightly over the
 # sample's days, one run per ds, each stage in date order; each run ingests, featurizes, trains when due
-# (Horovod, 2 gloo processes), evaluates, gates, scores with Spark and publishes. Then it prints where the tables and the
-# metrics report are, and a few recommendations. Needs scripts/setup.sh to have run (make sample does both).
+# (Horovod, 2 gloo processes), evaluates, gates, scores with Spark and publishes. Then it prints where the
+# tables and the metrics report are, and a few recommendations. Needs scripts/setup.sh to have run (make
+# sample does both).
 #
 # Rerunnable: days already run are run again (--reprocess-behavior completed) and every stage replaces its
 # own ds partition, so tables keep exactly one partition per ds. SAMPLE_FROM / SAMPLE_TO pick other days.
@@ -26,9 +27,9 @@ export SEQREC_CONFIG="${SEQREC_CONFIG:-$ROOT/scripts/sample_config.yaml}"
 # collector start it faster on two cores (about 20% off a small stage). Unset for production-sized data.
 export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}"
 # No scheduled run after the sample's last day: this instance only runs the backfill.
+export SEQREC_END_DATE="$TO"
 # Day D+1 waits for day D at two points (dags/seqrec_nightly.py); stages here take seconds, so look often.
 export SEQREC_PREVIOUS_RUN_POKE_SECONDS="${SEQREC_PREVIOUS_RUN_POKE_SECONDS:-10}"
-export SEQREC_END_DATE="$TO"
 # shellcheck source=scripts/airflow_env.sh
 source "$ROOT/scripts/airflow_env.sh"
 

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,6 +296,7 @@ def test_backfill_runs_each_day_once_in_date_order(tmp_path: Path, airflow_insta
         # removes the half-made backfill, and scripts/run_sample.sh tries again the same way.
         if created.returncode == 0 or "database is locked" not in created.stderr:
             break
+        time.sleep(5)
     assert created.returncode == 0, created.stderr[-3000:]
     followed = _run([str(AIRFLOW_PYTHON), str(REPO / "scripts" / "follow_runs.py"), "--dag-id", DAG_ID,
                      "--from-date", DAYS[0], "--to-date", DAYS[-1], "--timeout", "2000"], env, timeout=2100)
