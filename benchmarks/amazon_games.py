@@ -241,9 +241,10 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], earlier: dict[s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rerun = {row["model"] for row in rows}
     kept = [row for row in earlier["rows"] if row["model"] not in rerun]
-    commands = [c for c in earlier["command"].split(" ; ") if c] if kept else []
     rows = kept + rows
-    commands = list(dict.fromkeys(commands + [r["command"] for r in rows if r.get("command")]))
+    # A row's command may itself be several commands joined by " ; " (a run finished by hand).
+    joined = ([earlier["command"]] if kept else []) + [r["command"] for r in rows if r.get("command")]
+    commands = list(dict.fromkeys(c for line in joined for c in line.split(" ; ") if c))
     args.out.write_text(json.dumps({
         "dataset": args.name, "data_file": str(args.data), "command": " ; ".join(commands),
         "reference": REFERENCE, "goal": GOAL, "rows": rows,
