@@ -125,7 +125,7 @@ def user_sequences(recent: DataFrame, ds: str) -> DataFrame:
 
     return recent.select(
         "user_id",
-        "recent.items", "recent.behaviours", "recent.categories", "recent.gap_buckets",
+        "recent.*",  # items, behaviours, categories, gap_buckets, in step_values' order
         "length",
         (F.col("length") - F.size("recent.items")).cast("int").alias("truncated"),
         "last_event_time",

@@ -51,20 +51,19 @@ fi
 echo "$DAG is registered and unpaused"
 
 step "backfill $FROM .. $TO (two days at a time, each stage in date order)"
-# Airflow refuses a new backfill while an earlier one (e.g. of an interrupted sample run) is unfinished.
-"$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
-  --cancel-unfinished-backfills
+# Airflow refuses a new backfill while an earlier one (e.g. of an interrupted sample run, or a half-made one
+# below) is unfinished, so each attempt first cancels those.
 # SQLite: the lock wait in scripts/airflow_env.sh covers a writer holding the lock, but not a transaction that
 # read before the scheduler wrote and then tries to write itself: SQLite refuses that at once ("database is
 # locked"). Airflow removes the half-made backfill on that error, so trying again is safe.
 for attempt in 1 2 3 4 5; do
+  "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
+    --cancel-unfinished-backfills
   if created="$(airflow backfill create --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
                   --max-active-runs 2 --reprocess-behavior completed 2>&1)"; then echo "$created"; break; fi
   if [ "$attempt" -eq 5 ] || ! grep -q "database is locked" <<<"$created"; then echo "$created" >&2; exit 1; fi
   echo "the Airflow database was busy (attempt $attempt, 'database is locked'); trying again in 5 s"
   sleep 5
-  "$SEQREC_AIRFLOW_VENV/bin/python" "$ROOT/scripts/follow_runs.py" --dag-id "$DAG" --from-date "$FROM" --to-date "$TO" \
-    --cancel-unfinished-backfills
 done
 
 step "following the runs"
