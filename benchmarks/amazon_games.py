@@ -41,6 +41,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "sasrec-1": {"model_type": "sasrec", "num_layers": 1},
     "sasrec-2": {"model_type": "sasrec", "num_layers": 2},
 }
+# The training settings each row records, so rows from runs with different --config files can be told apart.
+TUNABLE = ("hidden_size", "inner_size", "num_layers", "dropout", "learning_rate", "batch_size", "weight_decay")
 REFERENCE = {"model": "SASRec (Kang & McAuley 2018)", "protocol": "sampled100", "hr@10": 0.7410,
              "ndcg@10": 0.5360}
 GOAL = {"protocol": "sampled100", "hr@10": 0.763, "ndcg@10": 0.552}
@@ -59,6 +61,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="train.epochs (early stopping may end sooner).")
     parser.add_argument("--np", dest="num_proc", type=int, default=1, help="Horovod workers per training run.")
     parser.add_argument("--out", type=Path, help="Where the JSON results go (benchmarks/results/<name>.json).")
+    parser.add_argument("--tag", default="",
+                        help="Appended to each model's label (e.g. the --config it ran with), so tuned runs get "
+                             "rows of their own instead of replacing the default ones.")
     parser.add_argument("--reuse", action="store_true", help="Keep the featurized lake and finished models.")
     parser.add_argument("--report-only", action="store_true",
                         help="Train nothing: write the results of the models already finished in --work.")
@@ -140,7 +145,7 @@ def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
             continue
         for extras in ("with", "without"):
             if args.extras in (extras, "both"):
-                label = f"{name} {'+' if extras == 'with' else '-'}extras"
+                label = f"{name} {'+' if extras == 'with' else '-'}extras" + (f" {args.tag}" if args.tag else "")
                 out.append((label, {**settings, **dict.fromkeys(EXTRA_EMBEDDINGS, extras == "with")}))
     return out
 
@@ -181,10 +186,10 @@ def main() -> None:
     finished_file = work / "finished.json"
     finished: dict[str, Any] = json.loads(finished_file.read_text()) if args.reuse and finished_file.exists() else {}
 
-    earlier = _earlier_results(args.out, args.name)
     rows: list[dict[str, Any]] = []
     for label, settings in _variants(args):
-        slug = label.replace(" ", "_").replace("+", "plus").replace("-extras", "minus-extras")
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in
+                       label.replace("+extras", "plus-extras").replace("-extras", "minus-extras"))
         if label not in finished:
             if args.report_only:
                 print(f"not run yet: {label}")
@@ -200,8 +205,9 @@ def main() -> None:
             finished[label] = {"version": version, "train_seconds": round(train_seconds, 1), "command": command,
                                "train": train_section, "metrics": _metrics(variant_file, version)}
             finished_file.write_text(json.dumps(finished, indent=2))
-        rows += _rows(label, finished[label], config_file)
-        _write(args, rows, earlier)
+        # the variant's own file: it names this work folder's registry even when the folder was copied
+        rows += _rows(label, finished[label], work / f"{slug}.yaml")
+        _write(args, rows)
     _print_table(rows)
 
 
@@ -223,7 +229,8 @@ def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[st
                     "train_seconds": result["train_seconds"], "device": _device(),
                     "model_version": result["version"], "max_epochs": train.get("epochs"),
                     "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
-                    "loss": meta.get("loss"), "command": result.get("command")})
+                    "loss": meta.get("loss"), "settings": {k: train.get(k) for k in TUNABLE if k in train},
+                    "command": result.get("command")})
     return out
 
 
@@ -235,10 +242,12 @@ def _card_meta(config_file: Path, version: str) -> dict[str, Any]:
     return dict(card.meta) if card else {}
 
 
-def _write(args: argparse.Namespace, rows: list[dict[str, Any]], earlier: dict[str, Any]) -> None:
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` to ``args.out``, keeping the earlier rows (and commands) of the models this run did not
-    produce."""
+    produce. The file is re-read just before each write, so runs in separate --work folders can fill in one
+    results file at the same time."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_results(args.out, args.name)
     rerun = {row["model"] for row in rows}
     kept = [row for row in earlier["rows"] if row["model"] not in rerun]
     rows = kept + rows

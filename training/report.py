@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CURVE_KEYS", "comparison_rows", "render_for_run", "render_report", "report_dir", "training_curves"]
 
-CURVE_KEYS = ("train_loss", "valid_ndcg@10", "valid_hr@10")
+CURVE_KEYS = ("train_loss", "valid_ndcg@10", "valid_hr@10", "valid_sampled_ndcg@10", "valid_sampled_hr@10")
 ACCURACY = ("hr", "ndcg", "precision", "recall", "f1", "f1_test")
 LIST_LEVEL = ("coverage", "diversity", "avg_popularity")
 COMPARED = ("hr", "ndcg")

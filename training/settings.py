@@ -12,6 +12,9 @@ __all__ = ["DEFAULTS", "ModelType", "TrainSettings", "train_settings"]
 
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
+# What validation computes each epoch, and so what early stopping may watch (training/validation.py).
+VALID_METRICS = ("valid_ndcg@10", "valid_hr@10", "valid_sampled_ndcg@10", "valid_sampled_hr@10")
+
 ModelType = Literal["sasrec", "gru", "lstm", "popularity"]
 LossType = Literal["full_softmax", "sampled_softmax", "bce"]
 
@@ -44,6 +47,8 @@ class TrainSettings:
     weight_decay: float
     grad_clip_norm: float
     patience: int
+    early_stopping_metric: str
+    valid_negatives: int
     seed: int
     reader_pool: Literal["dummy", "process"]
     reader_workers: int
@@ -56,7 +61,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         positive = ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "negatives", "epochs",
-                    "batch_size", "num_proc", "reader_workers", "max_gap_bucket")
+                    "batch_size", "num_proc", "reader_workers", "max_gap_bucket", "valid_negatives")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
@@ -66,6 +71,11 @@ class TrainSettings:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
+        if self.early_stopping_metric not in VALID_METRICS:
+            raise ConfigError(
+                f"train.early_stopping_metric must be one of {', '.join(VALID_METRICS)}, "
+                f"got {self.early_stopping_metric!r}"
+            )
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
 

@@ -22,13 +22,12 @@ from training.data import ExampleSource, TrainExamples, batches
 from training.distributed import Workers, broadcast_training_state, distributed_optimizer, synchronized_step
 from training.models import SequentialRecommender
 from training.settings import TrainSettings
-from training.validation import RankingTotals, ranking_totals
+from training.validation import RankingTotals, ranking_totals, sampled_candidates
 
 __all__ = ["Progress", "Trainer"]
 
 log = logging.getLogger(__name__)
 
-EARLY_STOPPING_METRIC = "valid_ndcg@10"
 MetricsSink = Callable[[dict[str, float], int], None]
 
 
@@ -36,6 +35,8 @@ MetricsSink = Callable[[dict[str, float], int], None]
 class Progress:
     """Where training stands after ``epoch`` epochs; what a checkpoint restores."""
 
+    # train.early_stopping_metric; a checkpoint written before it was configurable watched valid_ndcg@10
+    metric: str = "valid_ndcg@10"
     epoch: int = 0
     best_epoch: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
@@ -44,7 +45,7 @@ class Progress:
 
     @property
     def best_score(self) -> float:
-        return self.best_metrics.get(EARLY_STOPPING_METRIC, -math.inf)
+        return self.best_metrics.get(self.metric, -math.inf)
 
     def finished(self, settings: TrainSettings, *, gradient_trained: bool = True) -> bool:
         if not gradient_trained:
@@ -54,15 +55,15 @@ class Progress:
     def record(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
         """Count epoch ``epoch`` done; keep the model's weights if it is the best so far."""
         self.epoch = epoch
-        if metrics[EARLY_STOPPING_METRIC] > self.best_score or self.best_weights is None:
+        if metrics[self.metric] > self.best_score or self.best_weights is None:
             self.best_epoch, self.best_metrics, self.stale_epochs = epoch, dict(metrics), 0
             self.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             self.stale_epochs += 1
 
     def state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics,
-                "stale_epochs": self.stale_epochs, "best_weights": self.best_weights}
+        return {"metric": self.metric, "epoch": self.epoch, "best_epoch": self.best_epoch,
+                "best_metrics": self.best_metrics, "stale_epochs": self.stale_epochs, "best_weights": self.best_weights}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Progress:
@@ -99,6 +100,7 @@ class Trainer:
         self.resume_from = resume_from
         self.checkpoint_about = checkpoint_about or {}
         self._valid: list[Batch] | None = None
+        self._valid_candidates: list[torch.Tensor] = []
 
     def fit(self) -> Progress:
         """Train until ``epochs`` or early stopping, then load the best epoch's weights on every worker."""
@@ -106,7 +108,7 @@ class Trainer:
         progress = self._restore(optimizer)
         if progress.epoch:
             log.info("resuming after epoch %d (best %s %.4f at epoch %d)", progress.epoch,
-                     EARLY_STOPPING_METRIC, progress.best_score, progress.best_epoch)
+                     progress.metric, progress.best_score, progress.best_epoch)
         stream = self._train_stream(progress.epoch) if optimizer is not None else None
         while not progress.finished(self.settings, gradient_trained=self.model.gradient_trained):
             epoch = progress.epoch + 1
@@ -133,12 +135,17 @@ class Trainer:
         return distributed_optimizer(base, self.model)
 
     def _restore(self, optimizer: torch.optim.Optimizer | None) -> Progress:
-        progress = Progress()
+        progress = Progress(metric=self.settings.early_stopping_metric)
         if self.resume_from is not None:
             self.model.load_state_dict(self.resume_from["model"])
             if optimizer is not None:
                 optimizer.load_state_dict(self.resume_from["optimizer"])
             progress = Progress.from_state(self.resume_from["progress"])
+            if progress.metric != self.settings.early_stopping_metric:
+                # the best epoch so far stays; later epochs are compared with its value of the new metric
+                log.warning("the checkpoint's run watched %s; from now on early stopping watches %s",
+                            progress.metric, self.settings.early_stopping_metric)
+                progress.metric = self.settings.early_stopping_metric
         broadcast_training_state(self.model, optimizer)
         return self.workers.from_chief(progress, "progress")
 
@@ -180,7 +187,12 @@ class Trainer:
         if self._valid is None:  # one row per user: small enough to keep after the first read
             examples = TrainExamples(self.source, "valid", self.workers.shard, passes=1)
             self._valid = list(batches(examples, self.settings.batch_size, item_vocab_size=self.item_vocab_size))
-        mine = ranking_totals(self.model, self._valid, self.workers.device)
+            sampler = torch.Generator().manual_seed(self.settings.seed + self.workers.rank)
+            self._valid_candidates = [
+                sampled_candidates(batch, self.settings.valid_negatives, self.item_vocab_size, sampler)
+                for batch in self._valid
+            ]
+        mine = ranking_totals(self.model, self._valid, self._valid_candidates, self.workers.device)
         totals = RankingTotals.from_tensor(self.workers.total(mine.as_tensor(), "valid_totals"))
         if totals.users == 0:
             raise EmptyInputError(
@@ -193,11 +205,12 @@ class Trainer:
         if not self.workers.is_chief:
             return
         log.info(
-            "epoch %d/%d: train_loss %s  valid_ndcg@10 %.4f  valid_hr@10 %.4f | %.0f seq/s, %.1fs "
-            "(best %.4f at epoch %d)",
+            "epoch %d/%d: train_loss %s  valid_ndcg@10 %.4f  valid_hr@10 %.4f  sampled %.4f / %.4f | "
+            "%.0f seq/s, %.1fs (best %s %.4f at epoch %d)",
             progress.epoch, self.settings.epochs, f"{metrics['train_loss']:.4f}" if "train_loss" in metrics else "-",
-            metrics["valid_ndcg@10"], metrics["valid_hr@10"], metrics["sequences_per_second"],
-            metrics["epoch_seconds"], progress.best_score, progress.best_epoch,
+            metrics["valid_ndcg@10"], metrics["valid_hr@10"], metrics["valid_sampled_ndcg@10"],
+            metrics["valid_sampled_hr@10"], metrics["sequences_per_second"], metrics["epoch_seconds"],
+            progress.metric, progress.best_score, progress.best_epoch,
         )
         if self.log_metrics is not None:
             self.log_metrics(metrics, progress.epoch)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lake import Config, Lake
+from lake import Config, ConfigError, Lake
 from tests.training.conftest import DS, TinyData, tiny_config
 from training.checkpoint import Checkpoints
 from training.data import ExampleSource
@@ -38,8 +38,8 @@ def test_training_lowers_the_loss_and_beats_chance(config: Config, lake: Lake, t
     losses = [metrics["train_loss"] for _, metrics in logged]
     assert [epoch for epoch, _ in logged] == [1, 2, 3, 4] and progress.epoch == 4
     assert losses[-1] < losses[0]
-    assert set(logged[0][1]) == {"train_loss", "valid_ndcg@10", "valid_hr@10", "epoch_seconds",
-                                 "sequences_per_second"}
+    assert set(logged[0][1]) == {"train_loss", "valid_ndcg@10", "valid_hr@10", "valid_sampled_ndcg@10",
+                                 "valid_sampled_hr@10", "epoch_seconds", "sequences_per_second"}
     # random ranking of ~30 items would put the held-out item in the top 10 a third of the time
     assert progress.best_metrics["valid_hr@10"] > 0.6
     assert checkpoints.latest()["epoch"] == 4
@@ -55,6 +55,22 @@ def test_early_stopping_keeps_the_best_epoch(config: Config, lake: Lake, tiny_da
     assert progress.epoch < 30 and progress.stale_epochs == 2
     assert progress.best_epoch == 1 + scores.index(max(scores)) == progress.epoch - 2
     assert progress.best_metrics["valid_ndcg@10"] == max(scores)
+
+
+def test_early_stopping_can_watch_the_sampled_protocol(config: Config, lake: Lake, tiny_data: TinyData) -> None:
+    trainer, logged = trainer_for(config, lake, tiny_data, epochs=30, patience=2, learning_rate=0.5,
+                                  early_stopping_metric="valid_sampled_ndcg@10", valid_negatives=10)
+    progress = trainer.fit()
+    scores = [metrics["valid_sampled_ndcg@10"] for _, metrics in logged]
+    assert progress.metric == "valid_sampled_ndcg@10" and progress.stale_epochs == 2
+    assert progress.best_epoch == 1 + scores.index(max(scores)) == progress.epoch - 2
+    # the sampled candidates are a subset of the full ones, so a sampled rank is never worse
+    assert all(metrics["valid_sampled_hr@10"] >= metrics["valid_hr@10"] for _, metrics in logged)
+
+
+def test_an_unknown_early_stopping_metric_is_refused(config: Config) -> None:
+    with pytest.raises(ConfigError, match="early_stopping_metric must be one of"):
+        train_settings(tiny_config(config, early_stopping_metric="valid_ndcg@20"))
 
 
 def test_popularity_counts_every_train_target_once(config: Config, lake: Lake, tiny_data: TinyData) -> None:

@@ -18,10 +18,12 @@ from training.metrics import target_ranks
 
 REQUIRED_META = {
     "model_type", "max_len", "item_vocab_size", "vocab_fingerprint", "category_vocab_size", "trained_ds",
-    "train_examples_version", "item_vocab_version", "code_version", "valid_ndcg@10", "valid_hr@10", "features",
+    "train_examples_version", "item_vocab_version", "code_version", "valid_ndcg@10", "valid_hr@10",
+    "valid_sampled_ndcg@10", "valid_sampled_hr@10", "early_stopping_metric", "features",
     "loss", "train_config",
 }
-EPOCH_METRICS = ("train_loss", "valid_ndcg_at_10", "valid_hr_at_10", "epoch_seconds", "sequences_per_second")
+EPOCH_METRICS = ("train_loss", "valid_ndcg_at_10", "valid_hr_at_10", "valid_sampled_ndcg_at_10",
+                 "valid_sampled_hr_at_10", "epoch_seconds", "sequences_per_second")
 
 
 def metric_history(config: Config, run_id: str, key: str) -> list[tuple[int, float]]:
