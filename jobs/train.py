@@ -44,11 +44,10 @@ def command(
     card = run_stage("train", ds, config,
                      lambda cfg: run(cfg.with_overrides({"train": overrides}), ds, resume=resume))
     meta = card.meta
-    sampled = (f"; sampled NDCG@10 {meta['valid_sampled_ndcg@10']:.4f}, HR@10 {meta['valid_sampled_hr@10']:.4f}"
-               if "valid_sampled_ndcg@10" in meta else "")
     console.print(f"registered {card.name} version {card.version}: {meta['model_type']}, valid NDCG@10 "
-                  f"{meta['valid_ndcg@10']:.4f}, HR@10 {meta['valid_hr@10']:.4f}{sampled} (best of "
-                  f"{meta['epochs_trained']} epochs: {meta['best_epoch']}, by {meta.get('early_stopping_metric')})")
+                  f"{meta['valid_ndcg@10']:.4f}, HR@10 {meta['valid_hr@10']:.4f}; sampled NDCG@10 "
+                  f"{meta['valid_sampled_ndcg@10']:.4f}, HR@10 {meta['valid_sampled_hr@10']:.4f} (best of "
+                  f"{meta['epochs_trained']} epochs: {meta['best_epoch']}, by {meta['early_stopping_metric']})")
     typer.echo(f"model_version={card.version}")
 
 
