@@ -163,11 +163,16 @@ def _metrics(config_file: Path, version: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def _device() -> str:
+def _device(train: dict[str, Any]) -> str:
+    """Where the model trained: this host, and the workers and torch threads its train config gave it
+    (torch_threads 0 = the host's cores shared among the workers, as the trainer resolves it)."""
     import torch
 
-    return (f"cpu ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads)")
+    cores = os.cpu_count() or 1
+    workers = int(train.get("num_proc") or 1)
+    threads = int(train.get("torch_threads") or 0) or max(1, cores // workers)
+    return (f"cpu ({platform.machine()}, {cores} cores, torch {torch.__version__}, "
+            f"{workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''})")
 
 
 def main() -> None:
@@ -226,7 +231,7 @@ def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[st
     for protocol in sorted(result["metrics"], key=lambda p: p == "full"):
         metrics = result["metrics"][protocol]
         out.append({"model": label, "protocol": protocol, **{k: round(metrics[k], 4) for k in REPORTED},
-                    "train_seconds": result["train_seconds"], "device": _device(),
+                    "train_seconds": result["train_seconds"], "device": _device(train),
                     "model_version": result["version"], "max_epochs": train.get("epochs"),
                     "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
                     "loss": meta.get("loss"), "settings": {k: train.get(k) for k in TUNABLE if k in train},
