@@ -1,15 +1,30 @@
-"""delta-spark backend: used for Spark DataFrames when Delta's jars are on the classpath (clusters)."""
+"""delta-spark backend (``lake.spark_backend: delta-spark``): Delta Lake's own Spark writer and reader.
+
+Each write is one Delta transaction: ``replaceWhere`` for a partition, else append or overwrite. Delta's
+optimistic concurrency refuses a commit whose reads were changed by a concurrent one; that surfaces here as
+the retryable :class:`~lake.errors.ConcurrentWriteError`, as with the delta-rs backend.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from lake._arrow import castable
-from lake.errors import SchemaMismatchError
+from lake._faults import holds_writes_to, pause_before_commit
+from lake.errors import ConcurrentWriteError, SchemaMismatchError
 from lake.schemas import TableSpec
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
+
+# Delta's commit-conflict exceptions (io.delta.exceptions.*), as their Java class names appear in errors.
+_CONFLICTS = (
+    "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+    "ProtocolChangedException",
+)
 
 
 def conform_spark(df: DataFrame, table_spec: TableSpec) -> DataFrame:
@@ -30,9 +45,35 @@ def conform_spark(df: DataFrame, table_spec: TableSpec) -> DataFrame:
     return df.select(*columns)
 
 
+def _checked_partition(df: DataFrame, table_spec: TableSpec, partition: str) -> DataFrame:
+    """Rows whose partition value is not ``partition`` fail the write (replaceWhere would too, less clearly)."""
+    from pyspark.sql import functions as F
+
+    column = table_spec.partition_by
+    message = F.concat(F.lit(f"lake.errors.SchemaMismatchError: table '{table_spec.name}': replacing "
+                             f"{column}={partition} but rows hold {column}="), F.col(column).cast("string"))
+    return df.withColumn(column, F.when(F.col(column) == partition, F.col(column)).otherwise(F.raise_error(message)))
+
+
+def _held(df: DataFrame, table: str) -> DataFrame:
+    """Test-only (lake._faults): the write's first task to finish its rows holds before the commit."""
+
+    def pass_through(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from batches
+        pause_before_commit(table)
+
+    return df.mapInArrow(pass_through, df.schema)
+
+
 def write_delta_spark(df: DataFrame, uri: str, table_spec: TableSpec, mode: str, partition: str | None) -> None:
     """One Delta commit via Spark: replaceWhere for a partition, else append or overwrite."""
-    writer = conform_spark(df, table_spec).write.format("delta")
+    df = conform_spark(df, table_spec)
+    if mode == "replace_partition":
+        assert partition is not None
+        df = _checked_partition(df, table_spec, partition)
+    if holds_writes_to(table_spec.name):
+        df = _held(df, table_spec.name)
+    writer = df.write.format("delta")
     if table_spec.partition_by:
         writer = writer.partitionBy(table_spec.partition_by)
     if mode == "replace_partition":
@@ -40,7 +81,15 @@ def write_delta_spark(df: DataFrame, uri: str, table_spec: TableSpec, mode: str,
         writer = writer.mode("overwrite").option("replaceWhere", f"{table_spec.partition_by} = '{escaped}'")
     else:
         writer = writer.mode("append" if mode == "append" else "overwrite")
-    writer.save(uri)
+    try:
+        writer.save(uri)
+    except Exception as exc:  # py4j / pyspark wrap the JVM's exception types
+        conflict = next((name for name in _CONFLICTS if name in str(exc)), None)
+        if conflict is None:
+            raise
+        raise ConcurrentWriteError(
+            f"table '{table_spec.name}': another writer committed first ({conflict}); rerun the task"
+        ) from exc
 
 
 def read_delta_spark(spark: SparkSession, uri: str, version: int | None) -> DataFrame:

@@ -164,7 +164,7 @@ def typed_section(cls: type[T], config: Config, name: str, defaults_file: Path =
 @dataclass(frozen=True)
 class LakeSettings:
     root: str
-    backend: typing.Literal["auto", "delta-rs", "delta-spark"]
+    spark_backend: typing.Literal["auto", "delta-rs", "delta-spark"]
     storage_options: dict
     timezone: str
     mlflow_tracking_uri: str
@@ -176,4 +176,12 @@ class LakeSettings:
 class SparkSettings:
     master: str
     app_name: str
+    jars_dir: str
     conf: dict
+
+    def jars(self) -> list[str]:
+        """The jars of ``jars_dir``, sorted; none when it is empty or missing."""
+        if not self.jars_dir:
+            return []
+        folder = Path(os.path.expanduser(self.jars_dir))
+        return sorted(str(jar) for jar in folder.glob("*.jar")) if folder.is_dir() else []

@@ -1,4 +1,14 @@
-"""The one place a SparkSession is built, so every stage runs with the same settings."""
+"""The one place a SparkSession is built, so every stage runs with the same settings.
+
+Two ways a stage starts Spark:
+
+- from plain Python (``seqrec <stage>``, tests): this module launches the JVM, so the ``spark`` config
+  section decides everything: the master, the driver's memory and classpath, the session's settings;
+- under ``spark-submit`` (``jobs/<stage>.py``, the Airflow DAG): spark-submit launched the JVM, so its
+  ``--master`` and ``--conf`` values win and the config only fills in what they leave unset. The driver's
+  classpath is fixed by then: pass Delta's jars with ``--conf spark.driver.extraClassPath=...``
+  (:func:`submit_classpath_conf` gives the values; the DAG passes them).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +17,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from lake.config import Config
+from lake.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["delta_jars_loaded", "get_spark"]
+__all__ = ["delta_jars_loaded", "get_spark", "submit_classpath_conf", "under_spark_submit"]
 
 # Settings every stage relies on, whatever the user's config says.
 _REQUIRED_CONF = {
@@ -21,41 +32,78 @@ _REQUIRED_CONF = {
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
+_DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+_DELTA_CLASS = "io.delta.tables.DeltaTable"
+
+
+def under_spark_submit() -> bool:
+    """Whether spark-submit started this process (pyspark then joins the JVM it launched)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def submit_classpath_conf(config: Config) -> dict[str, str]:
+    """The ``--conf`` values that put ``spark.jars_dir``'s jars on the driver's and executors' classpath."""
+    jars = config.spark.jars()
+    if not jars:
+        return {}
+    classpath = ":".join(jars)
+    return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+
+
+def _wants_delta(config: Config) -> bool:
+    return config.lake.spark_backend != "delta-rs" and any(
+        os.path.basename(jar).startswith("delta-spark") for jar in config.spark.jars())
 
 
 def get_spark(config: Config) -> SparkSession:
-    """Return the active SparkSession or build one from the ``spark`` config section.
-
-    Under spark-submit the master and resources come from spark-submit; otherwise from config.
-    """
-    from pyspark import SparkConf
+    """Return the active SparkSession or build one from the ``spark`` config section (see the module doc)."""
     from pyspark.sql import SparkSession
 
     settings = config.spark
     # Workers must run the same interpreter (and so the same pinned pyarrow/torch) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(settings.app_name)
-    if not SparkConf().contains("spark.master"):
-        builder = builder.master(settings.master)
-    for key, value in {**settings.conf, **_REQUIRED_CONF}.items():
-        builder = builder.config(key, str(value))
-    if config.lake.backend == "delta-spark":
-        builder = builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension").config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        )
+    wanted: dict[str, str] = {"spark.master": settings.master, "spark.app.name": settings.app_name,
+                              **submit_classpath_conf(config)}
+    if _wants_delta(config):
+        wanted.update(_DELTA_CONF)
+    wanted.update({key: str(value) for key, value in settings.conf.items()})
+    submitted = _submitted_conf() if under_spark_submit() else {}
+    builder = SparkSession.builder
+    for key, value in wanted.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
+    for key, value in _REQUIRED_CONF.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if config.lake.spark_backend == "delta-spark" and not delta_jars_loaded(spark):
+        flags = " ".join(f"--conf {k}={v}" for k, v in submit_classpath_conf(config).items())
+        raise ConfigError(
+            "lake.spark_backend is delta-spark but this Spark session cannot load Delta's classes. "
+            + (f"Under spark-submit, pass {flags}" if under_spark_submit() and flags else
+               f"Run scripts/setup.sh (it puts Delta's jars in spark.jars_dir={settings.jars_dir!r})")
+            + ", or set lake.spark_backend: delta-rs."
+        )
     return spark
 
 
+def _submitted_conf() -> dict[str, str]:
+    """The settings spark-submit gave the JVM (its --master, --conf and spark-defaults.conf)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM; launches nothing
+    return dict(SparkConf().getAll())
+
+
 def delta_jars_loaded(spark: SparkSession) -> bool:
-    """Whether Delta Lake's JVM classes are on this session's classpath (a cluster with delta-spark)."""
+    """Whether Delta Lake's JVM classes are on this session's classpath."""
     try:
         jvm = spark.sparkContext._jvm
-        jvm.java.lang.Class.forName(
-            "io.delta.tables.DeltaTable", True, jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        )
+        jvm.java.lang.Class.forName(_DELTA_CLASS, True, jvm.java.lang.Thread.currentThread().getContextClassLoader())
         return True
     except Exception:
         return False

@@ -3,12 +3,14 @@
 Verbs: ``create``, ``write`` (replace one partition, append or overwrite, each one atomic commit),
 ``read`` (Arrow), ``read_spark``, ``file_uris`` (for Petastorm), ``version``, ``history``, ``partitions``.
 
-Two backends write the same Delta format:
-- delta-rs (``deltalake``), the embedded default: Arrow data is committed directly; Spark DataFrames are
-  written by the executors in parallel and committed by the driver in one transaction
-  (see ``lake._spark_writer``);
-- delta-spark, used for Spark DataFrames when Delta's jars are on Spark's classpath (clusters).
-Reads go through the Delta log (delta-rs) and Parquet, so both backends' tables read the same way.
+Arrow data is always committed with delta-rs (``deltalake``). Spark DataFrames go through the backend
+``lake.spark_backend`` names; both write the same Delta format:
+- delta-rs: the executors write Parquet in parallel and the driver commits them in one delta-rs
+  transaction (see ``lake._spark_writer``); no JVM jars needed;
+- delta-spark: Delta Lake's own Spark writer and reader (``lake._delta_spark``), with its jars on the
+  classpath (``spark.jars_dir``).
+Arrow reads and table metadata (versions, history, partitions, files) go through the Delta log with
+delta-rs, so either backend's tables read the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from lake._arrow import check_columns, conform
 from lake._faults import held_before_commit
 from lake.config import Config, LakeSettings
-from lake.errors import ConcurrentWriteError, SchemaMismatchError, TableNotFoundError
+from lake.errors import ConcurrentWriteError, ConfigError, SchemaMismatchError, TableNotFoundError
 from lake.schemas import TableSpec, spec
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ class Lake:
     """The lake root and its named tables.
 
     Args:
-        settings: the ``lake`` config section (root, backend, storage options).
+        settings: the ``lake`` config section (root, Spark backend, storage options).
         spark: the session used for Spark reads and writes; needed only by ``read_spark`` and Spark writes.
     """
 
@@ -204,7 +206,12 @@ class Lake:
         if self._spark_backend_for(df.sparkSession) == "delta-spark":
             from lake._delta_spark import write_delta_spark
 
-            write_delta_spark(df, self.uri(table_spec.name), table_spec, mode, partition)
+            try:
+                write_delta_spark(df, self.uri(table_spec.name), table_spec, mode, partition)
+            except ConcurrentWriteError:
+                raise
+            except Exception as exc:
+                raise _lake_error_from_worker(exc) from exc
             return
         from lake._spark_writer import SOURCE_NAME, DeltaRsSource
 
@@ -224,12 +231,16 @@ class Lake:
             raise _lake_error_from_worker(exc) from exc
 
     def _spark_backend_for(self, spark: SparkSession) -> str:
+        """``lake.spark_backend`` resolved for this session: auto picks delta-spark when Delta's jars load."""
         if self._spark_backend is None:
-            backend = self.settings.backend
-            if backend == "auto":
-                from lake.spark import delta_jars_loaded
+            from lake.spark import delta_jars_loaded
 
+            backend = self.settings.spark_backend
+            if backend == "auto":
                 backend = "delta-spark" if delta_jars_loaded(spark) else "delta-rs"
+            elif backend == "delta-spark" and not delta_jars_loaded(spark):
+                raise ConfigError("lake.spark_backend is delta-spark but the Spark session cannot load Delta's "
+                                  "classes; start it with lake.spark.get_spark (it adds spark.jars_dir's jars)")
             self._spark_backend = backend
         return self._spark_backend
 
@@ -285,7 +296,8 @@ class Lake:
         return self.read(name, **kwargs).to_pandas()
 
     def read_spark(self, name: str, *, version: int | None = None, partition: str | None = None) -> DataFrame:
-        """A snapshot of table ``name`` as a Spark DataFrame with the declared schema."""
+        """A snapshot of table ``name`` (latest as of this call, or ``version``) as a Spark DataFrame with the
+        declared schema."""
         if self.spark is None:
             raise ValueError("this Lake was built without a SparkSession; pass spark=get_spark(config)")
         table_spec = spec(name)
@@ -295,7 +307,9 @@ class Lake:
         if self._spark_backend_for(self.spark) == "delta-spark":
             from lake._delta_spark import read_delta_spark
 
-            df = read_delta_spark(self.spark, self.uri(name), version)
+            # Pinned now, as the delta-rs path pins its file list: a DataFrame read before this stage's own
+            # commit to the table must not see that commit when Spark evaluates it later.
+            df = read_delta_spark(self.spark, self.uri(name), self.version(name) if version is None else version)
         else:
             uris = self.file_uris(name, version=version, partition=partition)
             spark_schema = from_arrow_schema(table_spec.schema)
@@ -332,7 +346,7 @@ def _lake_error_from_worker(exc: Exception) -> Exception:
 
     from lake import errors
 
-    match = re.search(r"lake\.errors\.(\w+): (.*)", str(exc))
+    match = re.search(r"lake\.errors\.(\w+): (.*?)(?: SQLSTATE: \w+)?$", str(exc), flags=re.MULTILINE)
     if match and isinstance(getattr(errors, match.group(1), None), type):
         return getattr(errors, match.group(1))(match.group(2).strip())
     return exc

@@ -22,15 +22,26 @@ TAOBAO_SAMPLE = FIXTURES / "taobao_sample.csv"
 os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 
-def _config_for(root: Path) -> Config:
+# lake.spark_backend values; tests marked `both_backends` run once under each.
+BACKENDS = ("delta-rs", "delta-spark")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "spark_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("spark_backend", BACKENDS)
+
+
+def _config_for(root: Path, spark_backend: str = "delta-rs") -> Config:
     return load_config(environ={}).with_overrides({
         "lake": {
+            "spark_backend": spark_backend,
             "root": str(root / "lake"),
             "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
             "mlflow_artifact_root": str(root / "mlflow-artifacts"),
             "reports_dir": str(root / "reports"),
         },
         "spark": {"master": "local[1]", "conf": {"spark.sql.shuffle.partitions": "2",
+                                                 "spark.databricks.delta.snapshotPartitions": "2",
                                                  "spark.driver.memory": "2g",
                                                  "spark.ui.enabled": "false",
                                                  "spark.ui.showConsoleProgress": "false"}},
@@ -42,15 +53,22 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from lake.spark import get_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = get_spark(_config_for(tmp_path_factory.mktemp("spark")))
+    # auto: the session gets Delta's jars and extensions, so each test's Lake can use either backend
+    session = get_spark(_config_for(tmp_path_factory.mktemp("spark"), "auto"))
     yield session
     session.stop()
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def spark_backend() -> str:
+    """The lake's Spark backend: delta-rs, or each of BACKENDS for tests marked ``both_backends``."""
+    return "delta-rs"
+
+
+@pytest.fixture
+def config(tmp_path: Path, spark_backend: str) -> Config:
     """Defaults with the lake, MLflow store and reports under this test's tmp_path, Spark at local[1]."""
-    return _config_for(tmp_path)
+    return _config_for(tmp_path, spark_backend)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from lake import Config, EmptyInputError, Lake
 from tests.conftest import TAOBAO_SAMPLE
 from tests.featurization.conftest import DAY1, DAY2, DAY3, events_table
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.both_backends]
 
 OUTPUTS = ("featurize_stats", "abnormal_users", "item_vocab", "category_vocab", "item_categories",
            "user_sequences", "train_examples")

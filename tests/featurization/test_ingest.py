@@ -9,7 +9,7 @@ from featurization.ingest import ingest
 from lake import Config, EmptyInputError, InputError, Lake
 from tests.conftest import TAOBAO_SAMPLE
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.both_backends]
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 # 2017-11-25 10:00 and 2017-11-26 10:00 in Asia/Shanghai (the default business time zone)
 DAY1, DAY2 = 1511575200, 1511661600

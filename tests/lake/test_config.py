@@ -9,7 +9,7 @@ from lake.config import LakeSettings, typed_section
 def test_defaults_load_typed():
     settings = load_config(environ={}).lake
     assert isinstance(settings, LakeSettings)
-    assert settings.backend == "auto"
+    assert settings.spark_backend == "delta-rs"
     assert load_config(environ={}).spark.master.startswith("local")
 
 
@@ -40,8 +40,8 @@ def test_unknown_key_is_refused_by_name():
 
 
 def test_wrong_type_is_refused():
-    config = load_config(environ={}).with_overrides({"lake": {"backend": "parquet"}})
-    with pytest.raises(ConfigError, match="lake.backend must be one of"):
+    config = load_config(environ={}).with_overrides({"lake": {"spark_backend": "parquet"}})
+    with pytest.raises(ConfigError, match="lake.spark_backend must be one of"):
         _ = config.lake
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from lake import Lake, SchemaMismatchError
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.both_backends]
 T0 = dt.datetime(2017, 11, 25, 8, tzinfo=dt.UTC)
 
 
@@ -83,3 +83,4 @@ def test_delta_spark_conform_casts_safely_and_refuses_meaning_changes(spark):
     assert dict(conform_spark(df, spec("deny_list")).dtypes)["item_id"] == "bigint"
     with pytest.raises(SchemaMismatchError, match="item_id"):
         conform_spark(df.withColumn("item_id", F.lit("7")), spec("deny_list"))
+

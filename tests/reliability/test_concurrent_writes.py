@@ -159,6 +159,7 @@ def drop(path: Path, users: range, days: int = 3) -> str:
 
 @pytest.mark.spark
 @pytest.mark.slow
+@pytest.mark.both_backends
 def test_two_ingests_of_different_days_both_commit(config: Config, spark, tmp_path: Path, held_runs):
     source = drop(tmp_path / "drop.csv", range(1, 5))
     ingest(config, DS1, source, spark=spark, now=NOW)
@@ -181,8 +182,9 @@ def test_two_ingests_of_different_days_both_commit(config: Config, spark, tmp_pa
 
 @pytest.mark.spark
 @pytest.mark.slow
+@pytest.mark.both_backends
 def test_two_ingests_of_the_same_day_the_later_commit_fails_retryably(config: Config, spark, tmp_path: Path,
-                                                                       held_runs):
+                                                                       held_runs, spark_backend: str):
     source_a = drop(tmp_path / "a.csv", range(1, 5))
     source_b = drop(tmp_path / "b.csv", range(10, 12))
     ingest(config, DS1, source_a, spark=spark, now=NOW)
@@ -196,7 +198,10 @@ def test_two_ingests_of_the_same_day_the_later_commit_fails_retryably(config: Co
     lake = Lake.from_config(config)
     assert sorted((e["ds"], e["user_id"]) for e in sorted_rows(lake, "events")) == [
         *[(DS1, u) for u in range(1, 5)], (DS2, 10), (DS2, 11)]
-    assert orphan_files(lake, "events") == set()  # the failed writer removed its files
+    if spark_backend == "delta-rs":
+        assert orphan_files(lake, "events") == set()  # the failed writer removed its files
+    else:  # Delta leaves a losing transaction's files unreferenced (invisible) until VACUUM removes them
+        assert orphan_files(lake, "events")
     history = contiguous_history(lake, "events")
     assert history == list(range(history[0], -1, -1))
 

@@ -48,9 +48,15 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, spark) -> tuple[str,
     return source, Lake.from_config(config)
 
 
-@pytest.mark.parametrize("table", INGEST_TABLES)
+# Every ingest table on the delta-rs backend, and `events` once more through delta-spark, whose hold sits in
+# the last task before Delta's own commit (lake._faults).
+KILLED_INGEST_WRITES = [*((table, "delta-rs") for table in INGEST_TABLES), ("events", "delta-spark")]
+
+
+@pytest.mark.parametrize(("table", "spark_backend"), KILLED_INGEST_WRITES,
+                         ids=[f"{table}-{backend}" for table, backend in KILLED_INGEST_WRITES])
 def test_ingest_killed_before_committing_a_table_leaves_it_readable_and_the_rerun_completes(
-    table: str, config: Config, spark, held_runs, uninterrupted
+    table: str, spark_backend: str, config: Config, spark, held_runs, uninterrupted
 ):
     source, expected = uninterrupted
     ingest(config, DS1, source, spark=spark, now=NOW)
@@ -64,8 +70,9 @@ def test_ingest_killed_before_committing_a_table_leaves_it_readable_and_the_reru
     assert lake.version(table) == before[table][0]
     assert sorted_rows(lake, table) == before[table][1]
     assert lake.partitions(table) == [DS1]
-    if table != "ingest_stats":
-        # the killed run's files are on disk but not in the log: invisible to readers, removed by VACUUM
+    if table != "ingest_stats" and spark_backend == "delta-rs":
+        # the killed run's files are on disk but not in the log: invisible to readers, removed by VACUUM.
+        # (delta-spark's hold is before its writer closed its files, which may not exist yet.)
         assert orphan_files(lake, table)
 
     ingest(config, DS2, source, spark=spark, now=NOW)

@@ -99,10 +99,11 @@ def registry_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 @pytest.fixture
-def scoring_config(registry_config: Config, tmp_path: Path) -> Config:
+def scoring_config(registry_config: Config, tmp_path: Path, spark_backend: str) -> Config:
     """A fresh lake root per test over the shared registry; Spark as in tests/conftest.py; N = 3."""
     return registry_config.with_overrides({
-        "lake": {"root": str(tmp_path / "lake"), "reports_dir": str(tmp_path / "reports")},
+        "lake": {"root": str(tmp_path / "lake"), "reports_dir": str(tmp_path / "reports"),
+                 "spark_backend": spark_backend},
         "spark": {"master": "local[1]", "conf": {"spark.sql.shuffle.partitions": "2"}},
         "score": {"top_n": 3, "partitions": 2},
     })

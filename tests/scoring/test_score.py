@@ -24,7 +24,7 @@ from tests.scoring.conftest import (
     write_world,
 )
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.both_backends]
 NOW = dt.datetime(2017, 12, 4, 1, 30, tzinfo=dt.UTC)
 
 
