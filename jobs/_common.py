@@ -34,9 +34,16 @@ ConfigOption = Annotated[
 ]
 
 
+def _not_py4j_chatter(record: logging.LogRecord) -> bool:
+    """py4j logs its retried connections on the root logger at INFO, with a traceback; keep them out."""
+    return record.levelno >= logging.WARNING or "/py4j/" not in record.pathname.replace("\\", "/")
+
+
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_py4j_chatter)
     for noisy in ("py4j", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -4,7 +4,8 @@
 #
 #   scripts/build_horovod.sh PYTHON OUT_DIR cpu|cuda
 #
-# horovod 0.28.1 needs two source edits to build against torch >= 2.1 and cmake >= 4 (C++17; cmake minimums).
+# horovod 0.28.1 needs two source edits to build against torch >= 2.1 and cmake >= 4 (C++17; cmake minimums),
+# and one to use the configured network interface everywhere across hosts (see below).
 # A cpu build also removes Horovod's CUDA detection, because with a CUDA toolkit on the machine (nvcc, or
 # CUDA_HOME) and no GPU, CMake enables CUDA and then fails on a missing cudart. A cuda build asks for NCCL
 # operations and takes NCCL from the nvidia-nccl wheel that torch's CUDA build brings.
@@ -49,6 +50,15 @@ for relative in ("CMakeLists.txt", "horovod/torch/CMakeLists.txt"):
 # cmake >= 4 refuses projects that declare a minimum below 3.5 (gloo, flatbuffers).
 for relative in ("third_party/gloo/CMakeLists.txt", "third_party/flatbuffers/CMakeLists.txt"):
     edit(relative, "cmake_minimum_required(VERSION 2.8.12", "cmake_minimum_required(VERSION 3.5")
+# Process sets (the global one included) make their gloo device from their own, never set, interface
+# field instead of the one HOROVOD_GLOO_IFACE named, so they bind whatever the hostname resolves to: across
+# hosts whose hostname is not on the training network, ranks then connect to each other's 127.0.0.1.
+edit("horovod/common/gloo/gloo_context.cc",
+     "  attr device_attr;\n  device_attr.iface = gloo_iface_;\n  device_attr.ai_family = AF_UNSPEC;\n"
+     "  auto dev = CreateDevice(device_attr);\n\n  global_ctx = global_context.ctx;",
+     "  gloo_iface_ = global_context.gloo_iface_;\n  attr device_attr;\n  device_attr.iface = gloo_iface_;\n"
+     "  device_attr.ai_family = AF_UNSPEC;\n  auto dev = CreateDevice(device_attr);\n\n"
+     "  global_ctx = global_context.ctx;")
 if flavor == "cpu":
     text = (src / "CMakeLists.txt").read_text()
     start, end_marker = text.index("include(CheckLanguage)"), "    enable_language(CUDA)\nendif()\n"

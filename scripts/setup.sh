@@ -81,9 +81,9 @@ case "${SEQREC_HOROVOD_GPU:-auto}" in
 esac
 
 step "horovod $HOROVOD_VERSION ($HOROVOD_FLAVOR build for torch $TORCH_BUILD), built once, cached in $WHEEL_CACHE"
-# The extension is ABI-bound to the exact torch build, and the flavor is part of what it is: both name the
-# cached wheel and the marker of what this venv holds.
-BUILD_TAG="0torch${TORCH_BUILD//+/.}.$HOROVOD_FLAVOR"
+# The extension is ABI-bound to the exact torch build; the flavor and the build script's source edits are part
+# of what it is: all three name the cached wheel and the marker of what this venv holds.
+BUILD_TAG="0torch${TORCH_BUILD//+/.}.$HOROVOD_FLAVOR.$(sha256sum "$ROOT/scripts/build_horovod.sh" | cut -c1-8)"
 if "$JPY" -c "import horovod.torch" 2>/dev/null && [ -f "$JOB_VENV/.seqrec-horovod-$BUILD_TAG" ]; then
   echo "horovod already installed ($BUILD_TAG)"
 else

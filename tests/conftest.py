@@ -11,6 +11,8 @@ import pytest
 
 from lake import Config, Lake, load_config
 
+pytest_plugins = ("tests.pipeline",)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

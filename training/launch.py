@@ -102,9 +102,12 @@ def horovodrun_command(settings: TrainSettings, request: TrainRequest, overrides
     horovodrun = Path(sys.executable).with_name("horovodrun")
     hosts = settings.hosts or f"localhost:{settings.num_proc}"
     encoded = base64.urlsafe_b64encode(json.dumps(overrides).encode()).decode()
+    remote = [*(["--ssh-port", str(settings.ssh_port)] if settings.ssh_port else []),
+              *(["--ssh-identity-file", settings.ssh_identity_file] if settings.ssh_identity_file else []),
+              *(["--network-interfaces", settings.network_interfaces] if settings.network_interfaces else [])]
     return [
         str(horovodrun) if horovodrun.exists() else "horovodrun",
-        "-np", str(settings.num_proc), "-H", hosts, "--gloo",
+        "-np", str(settings.num_proc), "-H", hosts, "--gloo", *remote,
         sys.executable, "-m", "training.worker", "--request", request.encode(), "--overrides", encoded,
     ]
 

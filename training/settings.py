@@ -56,6 +56,9 @@ class TrainSettings:
     num_proc: int
     hosts: str
     launcher: Literal["horovodrun", "spark"]
+    ssh_port: int
+    ssh_identity_file: str
+    network_interfaces: str
     checkpoint_dir: str
     model_store: str
 

@@ -21,7 +21,7 @@ from lake.schemas import spec
 from scoring.publish import publish
 from scoring.score import score
 from tests.conftest import _config_for
-from tests.reliability.conftest import DS_B, FEATURIZE_TABLES, NOW, Pipeline
+from tests.pipeline import DS_B, FEATURIZE_TABLES, NOW, Pipeline
 from tests.reliability.harness import contiguous_history, orphan_files, snapshot, sorted_rows, write_lines
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

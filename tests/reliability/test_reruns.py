@@ -21,7 +21,7 @@ from lake.schemas import spec
 from scoring.publish import publish
 from scoring.score import score
 from tests.conftest import TAOBAO_SAMPLE
-from tests.reliability.conftest import DS_A, DS_B, FEATURIZE_TABLES, Pipeline
+from tests.pipeline import DS_A, DS_B, FEATURIZE_TABLES, Pipeline
 from tests.reliability.harness import sorted_rows
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

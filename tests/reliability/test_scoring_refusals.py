@@ -15,7 +15,7 @@ import pytest
 
 from lake import Config, Lake, ModelNotFoundError
 from scoring.score import score
-from tests.reliability.conftest import DS_B, Pipeline
+from tests.pipeline import DS_B, Pipeline
 from tests.reliability.harness import snapshot
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

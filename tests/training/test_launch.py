@@ -54,6 +54,10 @@ def test_horovodrun_command_runs_the_worker_module(config: Config) -> None:
     assert command[7:9] == ["-m", "training.worker"]
     hosts = train_settings(config.with_overrides({"train": {"num_proc": 8, "hosts": "a:4,b:4"}}))
     assert horovodrun_command(hosts, request, {})[4] == "a:4,b:4"
+    remote = train_settings(config.with_overrides({"train": {
+        "num_proc": 2, "hosts": "a:1,b:1", "ssh_port": 2222, "ssh_identity_file": "/k", "network_interfaces": "eth1"}}))
+    assert horovodrun_command(remote, request, {})[5:12] == [
+        "--gloo", "--ssh-port", "2222", "--ssh-identity-file", "/k", "--network-interfaces", "eth1"]
 
 
 @pytest.mark.slow
