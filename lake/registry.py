@@ -85,7 +85,12 @@ def tracking(config: Config) -> Iterator[None]:
     """Point MLflow at the configured tracking/registry store for the duration of the block."""
     import mlflow
 
+    from lake.storage import is_s3, mlflow_s3_environment
+
     settings = config.lake
+    if is_s3(settings.mlflow_artifact_root):
+        for name, value in mlflow_s3_environment(settings.storage_options).items():
+            os.environ.setdefault(name, value)
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from lake.config import Config
 from lake.errors import ConfigError
+from lake.storage import spark_s3_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -70,6 +71,7 @@ def get_spark(config: Config) -> SparkSession:
                               **submit_classpath_conf(config)}
     if _wants_delta(config):
         wanted.update(_DELTA_CONF)
+    wanted.update(spark_s3_conf(config.lake.root, config.lake.storage_options))
     wanted.update({key: str(value) for key, value in settings.conf.items()})
     submitted = _submitted_conf() if under_spark_submit() else {}
     builder = SparkSession.builder

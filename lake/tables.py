@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from lake._arrow import check_columns, conform
@@ -95,10 +95,16 @@ class Lake:
         if self.exists(name):
             self._check_stored_schema(table_spec)
             return
-        if "://" in self.root:
-            self._create_at(self.uri(name), table_spec)
-        else:
+        if "://" not in self.root:
             self._create_local(name, table_spec)
+            return
+        try:
+            self._create_at(self.uri(name), table_spec)
+        except DeltaError:
+            # a racing creator's first commit won: the object store refused ours (conditional put)
+            if not self.exists(name):
+                raise
+            self._check_stored_schema(table_spec)
 
     def _create_at(self, uri: str, table_spec: TableSpec) -> None:
         DeltaTable.create(

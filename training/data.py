@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lake import EmptyInputError, InputError, Lake
 from lake.schemas import PAD_INDEX
+from lake.storage import petastorm_filesystem
 from training.batch import SEQUENCE_COLUMNS, Batch
 
 __all__ = ["ExampleSource", "Shard", "TrainExamples", "batches", "collate"]
@@ -189,7 +190,7 @@ class TrainExamples(IterableDataset):
             cur_shard=self.shard.index if by_row_group else None,
             shard_count=self.shard.count if by_row_group else None,
             transform_spec=transform,
-            storage_options=source.storage_options or None,
+            filesystem=petastorm_filesystem(source.urls[0], source.storage_options),
         )
 
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,57 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
         yield hosts
     finally:
         hosts.stop()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+    credentials: dict[str, str]
+
+    def storage_options(self) -> dict[str, str]:
+        """The lake's storage options for this server; credentials come from the environment."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+                "conditional_put": "etag"}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"])
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3-compatible server on a free loopback port, one bucket, credentials in this process's
+    environment (as every engine reads them) for the session."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    credentials = {"AWS_ACCESS_KEY_ID": "seqrec-test", "AWS_SECRET_ACCESS_KEY": "seqrec-test-secret"}
+    previous = {name: os.environ.get(name) for name in credentials}
+    os.environ.update(credentials)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        s3 = S3Server(f"http://127.0.0.1:{port}", "seqrec", credentials)
+        s3.client().create_bucket(Bucket=s3.bucket)
+        yield s3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -35,7 +35,7 @@ def test_featurize_score_and_publish_on_the_cluster_match_local_mode(
         spark_submit(stage, ["--ds", DS_B], config=cluster, master=standalone_cluster.master, workdir=tmp_path)
     reference = write_config_file(local, tmp_path / "local.yaml")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEQREC")}, "SEQREC_CONFIG": str(reference)}
-    done = subprocess.run([sys.executable, "-m", "tests.cluster.local_stages", "--ds", DS_B, "--master", "local[2]"],
+    done = subprocess.run([sys.executable, "-m", "tests.cluster.stages", "--ds", DS_B, "--master", "local[2]"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 

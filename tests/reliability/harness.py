@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from lake import Config, Lake
@@ -141,3 +143,36 @@ def start_held(args: list[str], *, table: str, config_file: Path, workdir: Path)
     log = marker.with_suffix(".log")
     process = start_seqrec(args, config_file=config_file, log=log, env={PAUSE_ENV: table, MARKER_ENV: str(marker)})
     return HeldRun(process, marker, log)
+
+
+class HeldThread:
+    """Runs ``write`` in a thread that holds before its commit until ``release``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: str, write) -> None:
+        self.marker = tmp_path / f"held-{table}"
+        monkeypatch.setenv(PAUSE_ENV, table)
+        monkeypatch.setenv(MARKER_ENV, str(self.marker))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(write,), daemon=True)
+        self.thread.start()
+        self._wait_for_marker()
+
+    def _run(self, write) -> None:
+        try:
+            write()
+        except BaseException as exc:
+            self.error = exc
+
+    def _wait_for_marker(self) -> None:
+        self.thread.join(timeout=0.05)
+        for _ in range(1200):
+            if self.marker.exists() or not self.thread.is_alive():
+                break
+            self.thread.join(timeout=0.05)
+        assert self.marker.exists(), f"the write never reached its hold ({self.error!r})"
+
+    def release(self) -> BaseException | None:
+        self.marker.unlink()
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive()
+        return self.error

@@ -17,8 +17,8 @@ import pytest
 
 from featurization.ingest import ingest
 from lake import ConcurrentWriteError, Config, Lake, load_config
-from lake._faults import MARKER_ENV, PAUSE_ENV
-from tests.reliability.harness import contiguous_history, orphan_files, sorted_rows, write_lines
+from lake._faults import PAUSE_ENV
+from tests.reliability.harness import HeldThread, contiguous_history, orphan_files, sorted_rows, write_lines
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DS1, DS2, DS3 = "2017-11-25", "2017-11-26", "2017-11-27"
@@ -30,39 +30,6 @@ def stats_rows(ds: str, source: str, rows_in: int) -> pa.Table:
     """One ``ingest_stats`` row: a small table written through delta-rs."""
     return pa.table({"source_file": [source], "rows_in": [rows_in], "accepted": [rows_in], "other_day": [0],
                      "quarantined": [0], "ingested_at": pa.array([NOW], pa.timestamp("us", tz="UTC")), "ds": [ds]})
-
-
-class HeldThread:
-    """Runs ``write`` in a thread that holds before its commit until ``release``."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: str, write) -> None:
-        self.marker = tmp_path / f"held-{table}"
-        monkeypatch.setenv(PAUSE_ENV, table)
-        monkeypatch.setenv(MARKER_ENV, str(self.marker))
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(write,), daemon=True)
-        self.thread.start()
-        self._wait_for_marker()
-
-    def _run(self, write) -> None:
-        try:
-            write()
-        except BaseException as exc:
-            self.error = exc
-
-    def _wait_for_marker(self) -> None:
-        self.thread.join(timeout=0.05)
-        for _ in range(1200):
-            if self.marker.exists() or not self.thread.is_alive():
-                break
-            self.thread.join(timeout=0.05)
-        assert self.marker.exists(), f"the write never reached its hold ({self.error!r})"
-
-    def release(self) -> BaseException | None:
-        self.marker.unlink()
-        self.thread.join(timeout=120)
-        assert not self.thread.is_alive()
-        return self.error
 
 
 def assert_contiguous(lake: Lake, name: str, newest: int) -> None:
