@@ -23,17 +23,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
 from featurization import cleaning, examples, sequences, vocab
-from lake import Config, ConfigError, EmptyInputError, Lake, ValidationError, typed_section
+from lake import Config, ConfigError, EmptyInputError, InputError, Lake, ValidationError, typed_section
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["CleaningStep", "FeaturizeResult", "FeaturizeSettings", "featurize"]
+__all__ = ["CleaningStep", "FeaturizeResult", "FeaturizeSettings", "featurize", "missing_days"]
 
 log = logging.getLogger(__name__)
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
@@ -51,6 +51,7 @@ class FeaturizeSettings:
     max_gap_bucket: int
     split: examples.Split
     time_split_cutoff_ds: str | None
+    missing_days: Literal["refuse", "warn"]
 
     @classmethod
     def from_config(cls, config: Config) -> FeaturizeSettings:
@@ -129,6 +130,33 @@ def _check_events_for(lake: Lake, ds: str) -> None:
             f"no events for ds={ds}: run `seqrec ingest --ds {ds} --source ...` first (or check that the "
             f"day's drop was not empty); nothing was written"
         )
+
+
+def missing_days(lake: Lake, ds: str) -> list[str]:
+    """Days from the first ingest run (else the first day of events) to ds with neither events nor an ingest run:
+    skipped runs. Stray early events (a drop's few rows of long-past days) do not move the start."""
+    events = set(lake.partitions("events"))
+    runs = set(lake.partitions("ingest_stats")) if lake.exists("ingest_stats") else set()
+    present = events | runs
+    first = min((day for day in runs or events if day <= ds), default=ds)
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(ds)
+    days = ((start + dt.timedelta(days=n)).isoformat() for n in range((end - start).days + 1))
+    return [day for day in days if day not in present]
+
+
+def _check_missing_days(lake: Lake, ds: str, policy: str) -> None:
+    missing = missing_days(lake, ds)
+    if not missing:
+        return
+    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    message = (f"events has no partition and no ingest run for {len(missing)} day(s) before ds={ds}: {shown}. "
+               f"Features built now would lack them; backfill them first, e.g. `airflow backfill create --dag-id "
+               f"seqrec_nightly --from-date {missing[0]} --to-date {missing[-1]}` (or `seqrec ingest --ds <day> "
+               f"--source <that day's drop>`)")
+    if policy == "warn":
+        log.warning("%s; featurize.missing_days=warn, so going on", message)
+        return
+    raise InputError(f"{message}; nothing was written (featurize.missing_days: warn goes on regardless)")
 
 
 def _check_vocab(lake: Lake, name: str, id_column: str, index_column: str) -> int:
@@ -239,6 +267,7 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
     settings = FeaturizeSettings.from_config(config)
     lake = Lake.from_config(config, spark=spark)
     _check_events_for(lake, ds)
+    _check_missing_days(lake, ds, settings.missing_days)
     seconds: dict[str, float] = {}
 
     # One shuffle by user up front: the cleaning window (user, item, behaviour), the per-user and per-pair

@@ -45,14 +45,15 @@ def conform_spark(df: DataFrame, table_spec: TableSpec) -> DataFrame:
     return df.select(*columns)
 
 
-def _checked_partition(df: DataFrame, table_spec: TableSpec, partition: str) -> DataFrame:
-    """Rows whose partition value is not ``partition`` fail the write (replaceWhere would too, less clearly)."""
+def _checked_replaced(df: DataFrame, table_spec: TableSpec, replaced: dict[str, str]) -> DataFrame:
+    """Rows outside the replaced partitions fail the write (replaceWhere would too, less clearly)."""
     from pyspark.sql import functions as F
 
-    column = table_spec.partition_by
-    message = F.concat(F.lit(f"lake.errors.SchemaMismatchError: table '{table_spec.name}': replacing "
-                             f"{column}={partition} but rows hold {column}="), F.col(column).cast("string"))
-    return df.withColumn(column, F.when(F.col(column) == partition, F.col(column)).otherwise(F.raise_error(message)))
+    for column, value in replaced.items():
+        message = F.concat(F.lit(f"lake.errors.SchemaMismatchError: table '{table_spec.name}': replacing "
+                                 f"{column}={value} but rows hold {column}="), F.col(column).cast("string"))
+        df = df.withColumn(column, F.when(F.col(column) == value, F.col(column)).otherwise(F.raise_error(message)))
+    return df
 
 
 def _held(df: DataFrame, table: str) -> DataFrame:
@@ -65,20 +66,21 @@ def _held(df: DataFrame, table: str) -> DataFrame:
     return df.mapInArrow(pass_through, df.schema)
 
 
-def write_delta_spark(df: DataFrame, uri: str, table_spec: TableSpec, mode: str, partition: str | None) -> None:
-    """One Delta commit via Spark: replaceWhere for a partition, else append or overwrite."""
+def write_delta_spark(df: DataFrame, uri: str, table_spec: TableSpec, mode: str,
+                      replaced: dict[str, str] | None) -> None:
+    """One Delta commit via Spark: replaceWhere for the replaced partitions, else append or overwrite."""
     df = conform_spark(df, table_spec)
-    if mode == "replace_partition":
-        assert partition is not None
-        df = _checked_partition(df, table_spec, partition)
+    if replaced:
+        df = _checked_replaced(df, table_spec, replaced)
     if holds_writes_to(table_spec.name):
         df = _held(df, table_spec.name)
     writer = df.write.format("delta")
-    if table_spec.partition_by:
-        writer = writer.partitionBy(table_spec.partition_by)
-    if mode == "replace_partition":
-        escaped = (partition or "").replace("'", "''")
-        writer = writer.mode("overwrite").option("replaceWhere", f"{table_spec.partition_by} = '{escaped}'")
+    if table_spec.partition_columns:
+        writer = writer.partitionBy(*table_spec.partition_columns)
+    if replaced:
+        condition = " AND ".join(f"{column} = '{value.replace(chr(39), chr(39) * 2)}'"
+                                 for column, value in replaced.items())
+        writer = writer.mode("overwrite").option("replaceWhere", condition)
     else:
         writer = writer.mode("append" if mode == "append" else "overwrite")
     try:

@@ -27,7 +27,8 @@ SOURCE_NAME = "seqrec_delta_rs"
 
 @dataclass
 class _WrittenFiles(WriterCommitMessage):
-    files: list[tuple[str, int, str | None, int]]  # (path relative to the table root, bytes, partition, rows)
+    # (path relative to the table root, bytes, {partition column: value}, rows)
+    files: list[tuple[str, int, dict[str, str], int]]
 
 
 def _filesystem(root: str, storage_options: dict[str, str]) -> pafs.FileSystem:
@@ -37,7 +38,8 @@ def _filesystem(root: str, storage_options: dict[str, str]) -> pafs.FileSystem:
 
 
 class DeltaRsSource(DataSource):
-    """Options: table (name), root (table URI), mode, partition, storage_options (JSON)."""
+    """Options: table (name), root (table URI), mode, replaced ({partition column: value} as JSON, or null),
+    storage_options (JSON)."""
 
     @classmethod
     def name(cls) -> str:
@@ -52,7 +54,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
         self.table = options["table"]
         self.root = options["root"]
         self.mode = options["mode"]
-        self.partition = options.get("partition") or None
+        self.replaced: dict[str, str] | None = json.loads(options.get("replaced") or "null")
         self.storage_options = json.loads(options.get("storage_options") or "{}")
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> _WrittenFiles:
@@ -61,46 +63,38 @@ class DeltaRsWriter(DataSourceArrowWriter):
         from lake.schemas import spec
 
         table_spec = spec(self.table)
-        part_col = table_spec.partition_by
+        part_cols = table_spec.partition_columns
         fs = _filesystem(self.root, self.storage_options)
-        written: list[tuple[str, int, str | None, int]] = []
-        writers: dict[str | None, tuple[str, Any, pq.ParquetWriter]] = {}
-        rows_per_file: dict[str | None, int] = {}
-        file_schema = table_spec.schema if part_col is None else table_spec.schema.remove(
-            table_spec.schema.get_field_index(part_col)
-        )
+        written: list[tuple[str, int, dict[str, str], int]] = []
+        writers: dict[tuple[str, ...], tuple[str, Any, pq.ParquetWriter]] = {}
+        rows_per_file: dict[tuple[str, ...], int] = {}
+        file_schema = pa.schema([f for f in table_spec.schema if f.name not in part_cols])
         try:
             for batch in iterator:
                 if batch.num_rows == 0:
                     continue
                 data = conform(batch, table_spec)
-                groups: list[tuple[str | None, pa.Table]]
-                if part_col is None:
-                    groups = [(None, data)]
-                else:
-                    values = pc.unique(data.column(part_col)).to_pylist()
-                    if self.partition is not None and values != [self.partition]:
+                for column, value in (self.replaced or {}).items():
+                    values = pc.unique(data.column(column)).to_pylist()
+                    if values != [value]:
                         raise SchemaMismatchError(
-                            f"table '{self.table}': writing {part_col}={self.partition} but rows hold {values}"
+                            f"table '{self.table}': replacing {column}={value} but rows hold {column}={values}"
                         )
-                    groups = [
-                        (v, data.filter(pc.equal(data.column(part_col), v)).drop_columns([part_col]))
-                        for v in values
-                    ]
-                for value, rows in groups:
-                    if value not in writers:
-                        folder = "" if value is None else f"{part_col}={value}/"
+                for key, rows in _by_partition(data, part_cols):
+                    if key not in writers:
+                        folder = "".join(f"{column}={value}/" for column, value in zip(part_cols, key, strict=True))
                         path = f"{folder}part-{uuid.uuid4().hex}.zstd.parquet"
                         stream = fs.open_output_stream(path)
-                        writers[value] = (path, stream, pq.ParquetWriter(stream, file_schema, compression="zstd"))
-                        rows_per_file[value] = 0
-                    writers[value][2].write_table(rows)
-                    rows_per_file[value] += rows.num_rows
+                        writers[key] = (path, stream, pq.ParquetWriter(stream, file_schema, compression="zstd"))
+                        rows_per_file[key] = 0
+                    writers[key][2].write_table(rows.drop_columns(part_cols))
+                    rows_per_file[key] += rows.num_rows
         finally:
-            for value, (path, stream, writer) in writers.items():
+            for key, (path, stream, writer) in writers.items():
                 writer.close()
                 stream.close()
-                written.append((path, fs.get_file_info(path).size, value, rows_per_file[value]))
+                values = dict(zip(part_cols, key, strict=True))
+                written.append((path, fs.get_file_info(path).size, values, rows_per_file[key]))
         return _WrittenFiles(written)
 
     def commit(self, messages: list[_WrittenFiles | None]) -> None:
@@ -113,28 +107,28 @@ class DeltaRsWriter(DataSourceArrowWriter):
         from lake.schemas import spec
 
         table_spec = spec(self.table)
-        part_col = table_spec.partition_by
+        part_cols = table_spec.partition_columns
         now_ms = int(time.time() * 1000)
         actions = [
             AddAction(
                 path=path,
                 size=size,
-                partition_values={part_col: value} if part_col else {},
+                partition_values=values,
                 modification_time=now_ms,
                 data_change=True,
                 stats=json.dumps({"numRecords": rows}),
             )
             for message in messages
             if message is not None
-            for path, size, value, rows in message.files
+            for path, size, values, rows in message.files
         ]
         filters = None
         delta_mode = "append"
         if self.mode == "overwrite":
             delta_mode = "overwrite"
-        elif self.mode == "replace_partition":
+        elif self.mode in ("replace_partition", "replace_where"):
             delta_mode = "overwrite"
-            filters = [(part_col, "=", self.partition)]
+            filters = [(column, "=", value) for column, value in (self.replaced or {}).items()]
         storage_options = self.storage_options or None
         seen = DeltaTable(self.root, storage_options=storage_options)
         pause_before_commit(self.table)
@@ -149,7 +143,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
                                        f"write replaces; rerun the task")
         try:
             table.create_write_transaction(
-                actions, delta_mode, table_spec.schema, partition_by=[part_col] if part_col else None,
+                actions, delta_mode, table_spec.schema, partition_by=part_cols or None,
                 partition_filters=filters, commit_properties=CommitProperties(max_commit_retries=0),
             )
         except CommitFailedError as exc:
@@ -164,3 +158,17 @@ class DeltaRsWriter(DataSourceArrowWriter):
             for path, *_ in (message.files if message else []):
                 with contextlib.suppress(OSError):
                     fs.delete_file(path)
+
+
+def _by_partition(data: pa.Table, columns: list[str]) -> Iterator[tuple[tuple[str, ...], pa.Table]]:
+    """``data``'s rows grouped by their values of the partition ``columns`` (one group when there are none)."""
+    if not columns:
+        yield (), data
+        return
+    keys = data.select(columns).group_by(columns).aggregate([]).to_pylist()
+    for key in keys:
+        mask = None
+        for column in columns:
+            match = pc.equal(data.column(column), key[column])
+            mask = match if mask is None else pc.and_(mask, match)
+        yield tuple(key[column] for column in columns), data.filter(mask)

@@ -34,6 +34,7 @@ def events_table(rows: Iterable[Event]) -> pa.Table:
         "behaviour": [r[3] for r in rows],
         "event_time": pa.array([at(r[4], r[5]) for r in rows], pa.timestamp("us", tz="UTC")),
         "source_file": ["hand-made"] * len(rows),
+        "drop_id": ["hand-made"] * len(rows),
         "ds": [r[4] for r in rows],
     }, schema=spec("events").schema)
 
@@ -45,7 +46,7 @@ def make_events(spark) -> Callable[[Iterable[Event]], object]:
     def make(rows: Iterable[Event]):
         table = events_table(rows)
         behaviours = pa.array([BEHAVIOUR_INDEX[b] for b in table.column("behaviour").to_pylist()], pa.int32())
-        table = table.drop_columns(["behaviour", "source_file"]).append_column("behaviour_index", behaviours)
+        table = table.drop_columns(["behaviour", "source_file", "drop_id"]).append_column("behaviour_index", behaviours)
         return spark.createDataFrame(table)
 
     return make

@@ -29,8 +29,9 @@ def test_config_file_from_environment(tmp_path: Path):
 
 
 def test_env_values_parse_as_yaml_scalars():
-    config = load_config(environ={"SEQREC__INGEST__SINGLE_DAY_SOURCE": "true"})
-    assert config.section("ingest")["single_day_source"] is True
+    config = load_config(environ={"SEQREC__INGEST__SINGLE_DAY_SOURCE": "true", "SEQREC__SPARK__CONF": "{a: 1}"})
+    assert config.overrides["ingest"]["single_day_source"] is True
+    assert config.section("spark")["conf"]["a"] == 1
 
 
 def test_unknown_key_is_refused_by_name():

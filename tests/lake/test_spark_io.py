@@ -11,13 +11,13 @@ pytestmark = [pytest.mark.spark, pytest.mark.both_backends]
 T0 = dt.datetime(2017, 11, 25, 8, tzinfo=dt.UTC)
 
 
-def spark_events(spark, ds: str, n: int, partitions: int = 3):
+def spark_events(spark, ds: str, n: int, partitions: int = 3, drop: str = "d1"):
     from pyspark.sql import functions as F
 
     return spark.range(n, numPartitions=partitions).select(
         F.col("id").alias("user_id"), (F.col("id") % 7).alias("item_id"), F.lit(3).alias("category_id"),
         F.lit("cart").alias("behaviour"), F.lit(T0).alias("event_time"), F.lit("s.csv").alias("source_file"),
-        F.lit(ds).alias("ds"))
+        F.lit(drop).alias("drop_id"), F.lit(ds).alias("ds"))
 
 
 def test_spark_write_is_parallel_one_commit_and_readable_by_delta_rs(spark_lake: Lake, spark):
@@ -37,7 +37,7 @@ def test_spark_write_is_parallel_one_commit_and_readable_by_delta_rs(spark_lake:
 
 def test_delta_rs_write_is_readable_by_spark_with_declared_types(spark_lake: Lake):
     rows = {"user_id": [1, 2], "item_id": [5, 6], "category_id": [1, 1], "behaviour": ["click", "purchase"],
-            "event_time": [T0, T0], "source_file": ["a", "a"], "ds": ["2017-11-25"] * 2}
+            "event_time": [T0, T0], "source_file": ["a", "a"], "drop_id": ["d1"] * 2, "ds": ["2017-11-25"] * 2}
     spark_lake.write("events", pa.table(rows), partition="2017-11-25")
     df = spark_lake.read_spark("events")
     assert df.columns == list(rows)
@@ -84,3 +84,22 @@ def test_delta_spark_conform_casts_safely_and_refuses_meaning_changes(spark):
     with pytest.raises(SchemaMismatchError, match="item_id"):
         conform_spark(df.withColumn("item_id", F.lit("7")), spec("deny_list"))
 
+
+def test_a_drop_is_replaced_in_every_day_it_touches_in_one_commit(spark_lake: Lake, spark):
+    """replace_where on the sub-partition: one drop's rows leave every day at once, other drops stay."""
+    day1, day2 = "2017-11-25", "2017-11-26"
+    spark_lake.write("events", spark_events(spark, day1, 4, drop="a").unionByName(
+        spark_events(spark, day2, 2, drop="a")), mode="replace_where", where={"drop_id": "a"})
+    spark_lake.write("events", spark_events(spark, day2, 3, drop="b"), mode="replace_where", where={"drop_id": "b"})
+    before = spark_lake.version("events")
+
+    spark_lake.write("events", spark_events(spark, day2, 1, drop="a"), mode="replace_where", where={"drop_id": "a"})
+
+    assert spark_lake.version("events") == before + 1
+    rows = spark_lake.read("events").to_pylist()
+    assert sorted({(r["ds"], r["drop_id"]) for r in rows}) == [(day2, "a"), (day2, "b")]
+    assert len(spark_lake.read("events", where={"drop_id": "b"})) == 3
+    assert spark_lake.read_spark("events", where={"drop_id": "a"}).count() == 1
+    assert spark_lake.partitions("events") == [day2]
+    with pytest.raises(SchemaMismatchError, match="rows hold"):
+        spark_lake.write("events", spark_events(spark, day1, 1, drop="c"), mode="replace_where", where={"drop_id": "a"})

@@ -11,11 +11,11 @@ from lake import Config, Lake, SchemaMismatchError, TableNotFoundError
 T0 = dt.datetime(2017, 11, 25, 8, tzinfo=dt.UTC)
 
 
-def events(ds: str, users: list[int]) -> pa.Table:
+def events(ds: str, users: list[int], drop: str = "d1") -> pa.Table:
     n = len(users)
     return pa.table({
         "user_id": users, "item_id": [10] * n, "category_id": [3] * n, "behaviour": ["click"] * n,
-        "event_time": [T0] * n, "source_file": ["f.csv"] * n, "ds": [ds] * n,
+        "event_time": [T0] * n, "source_file": ["f.csv"] * n, "drop_id": [drop] * n, "ds": [ds] * n,
     })
 
 
@@ -59,6 +59,19 @@ def test_empty_replacement_empties_the_partition(lake: Lake):
     lake.write("events", events("2017-11-25", [1]), partition="2017-11-25")
     lake.write("events", events("2017-11-25", []), partition="2017-11-25")
     assert lake.read("events").num_rows == 0
+
+
+def test_replace_where_swaps_one_drop_in_every_day(lake: Lake):
+    both_days = pa.concat_tables([events("2017-11-25", [1, 2], "a"), events("2017-11-26", [3], "a")])
+    lake.write("events", both_days, mode="replace_where", where={"drop_id": "a"})
+    lake.write("events", events("2017-11-26", [4], "b"), mode="replace_where", where={"drop_id": "b"})
+    lake.write("events", events("2017-11-26", [5], "a"), mode="replace_where", where={"drop_id": "a"})
+    rows = lake.read("events").to_pylist()
+    assert sorted((r["ds"], r["drop_id"], r["user_id"]) for r in rows) == [
+        ("2017-11-26", "a", 5), ("2017-11-26", "b", 4)]
+    assert lake.read("events", where={"drop_id": "b"}).column("user_id").to_pylist() == [4]
+    with pytest.raises(ValueError, match="partition columns"):
+        lake.write("events", events("2017-11-26", [5], "a"), mode="replace_where", where={"user_id": "5"})
 
 
 def test_rows_of_another_partition_are_refused(lake: Lake):

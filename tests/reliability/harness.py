@@ -61,10 +61,13 @@ def contiguous_history(lake: Lake, name: str) -> list[int]:
 
 
 def orphan_files(lake: Lake, name: str) -> set[str]:
-    """Parquet files under the table folder that the current snapshot does not reference."""
+    """Parquet files under the table folder that no version of its log ever referenced: written by a writer
+    that never committed (files a later commit replaced stay on disk until VACUUM, and are not orphans)."""
     root = Path(lake.uri(name))
     on_disk = {str(p) for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
-    return on_disk - {u.removeprefix("file://") for u in lake.file_uris(name)}
+    committed = {u.removeprefix("file://") for version in range(lake.version(name) + 1)
+                 for u in lake.file_uris(name, version=version)}
+    return on_disk - committed
 
 
 def write_config_file(config: Config, path: Path, *, driver_memory: str = "1g") -> Path:

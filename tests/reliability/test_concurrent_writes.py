@@ -120,19 +120,21 @@ def test_two_first_writers_create_the_table_once(tmp_path: Path):
 
 # -- two `seqrec ingest` processes; the Spark executors write `events`, the driver commits ------------------
 
-def drop(path: Path, users: range, days: int = 3) -> str:
-    return write_lines(path, [f"{u},{100 + u},7,pv,{DAY1 + d * DAY + u}" for d in range(days) for u in users])
+def drop(path: Path, users: range, days: int = 3, first_day: int = 0) -> str:
+    """Rows of ``days`` local days from ``first_day`` on: a file is one drop, its rows go to their own days."""
+    return write_lines(path, [f"{u},{100 + u},7,pv,{DAY1 + d * DAY + u}"
+                              for d in range(first_day, first_day + days) for u in users])
 
 
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.both_backends
-def test_two_ingests_of_different_days_both_commit(config: Config, spark, tmp_path: Path, held_runs):
-    source = drop(tmp_path / "drop.csv", range(1, 5))
-    ingest(config, DS1, source, spark=spark, now=NOW)
-    run = held_runs(["ingest", "--ds", DS2, "--source", source], table="events", config=config)
+def test_two_ingests_of_different_drops_both_commit(config: Config, spark, tmp_path: Path, held_runs):
+    ingest(config, DS1, drop(tmp_path / "day1.csv", range(1, 5), days=1), spark=spark, now=NOW)
+    run = held_runs(["ingest", "--ds", DS2, "--source", drop(tmp_path / "day2.csv", range(1, 5), days=1, first_day=1)],
+                    table="events", config=config)
     run.wait_until_held()
-    ingest(config, DS3, source, spark=spark, now=NOW)
+    ingest(config, DS3, drop(tmp_path / "day3.csv", range(1, 5), days=1, first_day=2), spark=spark, now=NOW)
     assert run.release() == 0, run.output()
 
     lake = Lake.from_config(config)
@@ -150,21 +152,21 @@ def test_two_ingests_of_different_days_both_commit(config: Config, spark, tmp_pa
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.both_backends
-def test_two_ingests_of_the_same_day_the_later_commit_fails_retryably(config: Config, spark, tmp_path: Path,
-                                                                       held_runs, spark_backend: str):
-    source_a = drop(tmp_path / "a.csv", range(1, 5))
-    source_b = drop(tmp_path / "b.csv", range(10, 12))
-    ingest(config, DS1, source_a, spark=spark, now=NOW)
-    run = held_runs(["ingest", "--ds", DS2, "--source", source_a], table="events", config=config)
+def test_two_ingests_of_one_drop_at_once_the_later_commit_fails_retryably(config: Config, spark, tmp_path: Path,
+                                                                          held_runs, spark_backend: str):
+    source = tmp_path / "drop.csv"
+    ingest(config, DS1, drop(source, range(1, 5)), spark=spark, now=NOW)
+    run = held_runs(["ingest", "--ds", DS2, "--source", str(source)], table="events", config=config)
     run.wait_until_held()
-    ingest(config, DS2, source_b, spark=spark, now=NOW)
+    # the drop is redelivered while the held run (which read the first delivery) waits, and ingested first
+    ingest(config, DS2, drop(source, range(10, 12)), spark=spark, now=NOW)
 
     assert run.release() == 2
     assert "ingest failed (ConcurrentWriteError): table 'events': another writer committed first" in \
         " ".join(run.output().split())
     lake = Lake.from_config(config)
     assert sorted((e["ds"], e["user_id"]) for e in sorted_rows(lake, "events")) == [
-        *[(DS1, u) for u in range(1, 5)], (DS2, 10), (DS2, 11)]
+        (ds, u) for ds in (DS1, DS2, DS3) for u in (10, 11)]
     if spark_backend == "delta-rs":
         assert orphan_files(lake, "events") == set()  # the failed writer removed its files
     else:  # Delta leaves a losing transaction's files unreferenced (invisible) until VACUUM removes them
@@ -172,6 +174,6 @@ def test_two_ingests_of_the_same_day_the_later_commit_fails_retryably(config: Co
     history = contiguous_history(lake, "events")
     assert history == list(range(history[0], -1, -1))
 
-    ingest(config, DS2, source_a, spark=spark, now=NOW)  # the retry
+    ingest(config, DS2, str(source), spark=spark, now=NOW)  # the retry reads the drop as it is now
     assert sorted((e["ds"], e["user_id"]) for e in sorted_rows(lake, "events")) == [
-        (ds, u) for ds in (DS1, DS2) for u in range(1, 5)]
+        (ds, u) for ds in (DS1, DS2, DS3) for u in (10, 11)]

@@ -1,5 +1,6 @@
-"""Schema drift in the raw source (a renamed, new, dropped, reordered or retyped column): the run stops with a
-message saying what changed, and no table is modified (versions and rows as before)."""
+"""Schema drift in the raw source (a renamed, new, dropped or retyped column): the run stops with a message
+saying what changed, and no table is modified (versions and rows as before). Reordered CSV columns are read by
+name."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ GENERIC = {"ingest": {"format": "generic"}}
 def settled(tmp_path_factory: pytest.TempPathFactory, spark) -> tuple[Config, dict]:
     """A lake where 2017-11-25 was ingested, and the snapshot of its ingest tables."""
     root = tmp_path_factory.mktemp("drift")
-    config = _config_for(root)
+    # one bad row of three: above the quarantine guard rail, which is not what these tests are about
+    config = _config_for(root).with_overrides({"ingest": {"max_quarantined_share": 1.0}})
     source = write_lines(root / "day1.csv", [f"1,100,7,pv,{DAY1}", f"2,101,7,buy,{DAY1}", "3,x,7,pv,1"])
     ingest(config, "2017-11-25", source, spark=spark, now=NOW)
     return config, snapshot(Lake.from_config(config), INGEST_TABLES)
@@ -75,16 +77,16 @@ def test_generic_csv_new_column_is_named(settled, spark, tmp_path: Path):
     assert_untouched(config, before)
 
 
-def test_generic_csv_file_with_reordered_columns_is_named(settled, spark, tmp_path: Path):
-    config, before = settled
+def test_generic_csv_file_with_reordered_columns_is_read_by_name(settled, spark, tmp_path: Path):
+    config, _ = settled
     folder = tmp_path / "day2"
     folder.mkdir()
     write_lines(folder / "a.csv", [HEADER, f"1,100,7,pv,{DAY2}"])
     write_lines(folder / "b.csv", ["item_id,user_id,category_id,behaviour,event_time", f"100,2,7,pv,{DAY2}"])
-    message = refused(config.with_overrides(GENERIC), str(folder), spark)
-    assert message.startswith(f"{folder / 'b.csv'}: columns ['item_id', 'user_id', 'category_id', 'behaviour', "
-                              f"'event_time'] are not in the order of {folder / 'a.csv'}'s")
-    assert_untouched(config, before)
+    lake_config = config.with_overrides({**GENERIC, "lake": {"root": str(tmp_path / "lake")}})
+    ingest(lake_config, "2017-11-26", str(folder), spark=spark, now=NOW)
+    rows = Lake.from_config(lake_config).read("events").to_pylist()
+    assert sorted((r["user_id"], r["item_id"]) for r in rows) == [(1, 100), (2, 100)]
 
 
 def _parquet(path: Path, **columns) -> None:
