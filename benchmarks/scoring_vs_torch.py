@@ -90,7 +90,8 @@ def generate(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, np.n
     import mlflow
     import torch
 
-    from lake.registry import experiment_id, promote, register, tracking
+    from lake.artifacts import save
+    from lake.registry import approve, experiment_id, promote, register, tracking
 
     rng = np.random.default_rng(args.seed)
     size = args.items + 2  # indexes 0 (padding) and 1 (unknown) have no item
@@ -128,19 +129,20 @@ def generate(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, np.n
     lake.write("events", pa.table({
         "user_id": event_users, "item_id": event_items, "category_id": np.ones(len(event_users), dtype=np.int64),
         "behaviour": behaviour, "event_time": pa.array([AT] * len(event_users), spec("events").schema.field(
-            "event_time").type), "source_file": ["bench"] * len(event_users), "ds": [DS] * len(event_users),
+            "event_time").type), "source_file": ["bench"] * len(event_users), "drop_id": ["bench"] * len(event_users),
+        "ds": [DS] * len(event_users),
     }, schema=spec("events").schema), partition=DS)
 
     folder = args.work / "model"
-    folder.mkdir(parents=True, exist_ok=True)
     table = torch.from_numpy(embeddings)
-    torch.export.save(SumOfItems.export(table, args.seq_len), str(folder / "scorer.pt2"))
-    torch.save(table, folder / "item_embeddings.pt")
+    save(folder, SumOfItems.export(table, args.seq_len), table, {"items.weight": table})
     meta = {"model_type": "sum_of_items", "max_len": args.seq_len, "item_vocab_size": size,
             "vocab_fingerprint": vocab_fingerprint(vocab, size), "trained_ds": DS}
     with tracking(config):
         run = mlflow.MlflowClient().create_run(experiment_id(config))
-    promote(config, register(config, folder, meta, run_id=run.info.run_id).version)
+    version = register(config, folder, meta, run_id=run.info.run_id).version
+    approve(config, version, DS)
+    promote(config, version)
     padded = np.where(with_history[:, None], sequences, 0)
     return embeddings, padded, meta
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shlex
 import statistics
@@ -80,7 +81,7 @@ def main() -> None:
     rows = []
     for name in args.variants.split(","):
         stdout, seconds = _run([SEQREC, "train", "--ds", args.ds, *VARIANTS[name]], env)
-        version = stdout.strip().splitlines()[-1].removeprefix("model_version=")
+        version = json.loads(stdout.strip().splitlines()[-1])["model_version"]
         card = registry.find(load_config(), version=version, alias=None)
         assert card is not None
         metrics = _epoch_metrics(card.run_id)

@@ -2,9 +2,13 @@
 environment (spark-submit or the `seqrec` CLI of SEQREC_JOB_VENV); this file imports only Airflow and stdlib.
 
     wait_for_previous_featurize -> wait_for_raw_events -> ingest -> featurize
-        -> wait_for_previous_publish -> decide_training
+        -> wait_for_previous_publish -> champion -> decide_training
         decide_training -> train -> evaluate -> gate ---\
         decide_training -> keep_champion ----------------> choose_model -> score -> publish
+
+The `seqrec` commands end with one JSON line, their XCom. The gate only approves; publish moves the champion
+alias to an approved model once its recommendations are live, so a failed score or publish leaves the
+champion as it was.
 
 Days go in date order in two halves: a day's ingest and featurize wait for the previous day's featurize (the
 vocabularies grow in date order), and its model decision waits for the previous day's publish (a day trains,
@@ -13,30 +17,31 @@ trains and scores, and no two days ever write the same table at once.
 
 Settings are environment variables of the Airflow workers, read when a task runs (see `setting`):
 SEQREC_REPO, SEQREC_JOB_VENV, SEQREC_LAKE_ROOT, SEQREC_SOURCE, SEQREC_TRAIN_NP, SEQREC_TRAIN_WEEKDAYS,
-SEQREC_SPARK_DRIVER_MEMORY; SEQREC__<SECTION>__<KEY> variables reach the jobs unchanged. Read when the file
-is parsed: the schedule (SEQREC_SCHEDULE, SEQREC_END_DATE), the Spark connection id (SEQREC_SPARK_CONN_ID;
-the master is that connection's, spark_default = local[2] from scripts/airflow_env.sh) and how often a
-waiting day looks at the previous one (SEQREC_PREVIOUS_RUN_POKE_SECONDS).
+SEQREC_SPARK_DRIVER_MEMORY, SEQREC_SPARK_JARS_DIR, SEQREC_DROP_MARKER (the file that marks a folder drop
+complete, `_SUCCESS`); SEQREC__<SECTION>__<KEY> variables reach the jobs unchanged. Read when the file is
+parsed: the schedule (SEQREC_SCHEDULE, SEQREC_END_DATE), the Spark connection id (SEQREC_SPARK_CONN_ID; the
+master is that connection's, spark_default = local[2] from scripts/airflow_env.sh) and how often a waiting
+day looks at the previous one (SEQREC_PREVIOUS_RUN_POKE_SECONDS).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, XComArg, dag, task
+from seqrec_drops import DEFAULT_MARKER, drop_status
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "seqrec_nightly"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-NO_CHAMPION = "none"
 
 _DEFAULTS = {
     "SEQREC_REPO": "{repo}",  # the checkout this file lives in
@@ -48,6 +53,8 @@ _DEFAULTS = {
     # Weekdays (mon..sun, comma-separated) or "daily" on which a new model is trained.
     "SEQREC_TRAIN_WEEKDAYS": "sun",
     "SEQREC_SPARK_DRIVER_MEMORY": "2g",
+    # Delta's and hadoop-aws's jars (scripts/fetch_spark_jars.sh), at the same path on every Spark host.
+    "SEQREC_SPARK_JARS_DIR": "~/.cache/seqrec/jars",
 }
 
 
@@ -58,6 +65,8 @@ def _repo() -> str:
 def setting(name: str) -> str:
     """DAG setting ``name``: the worker's environment variable if set, else its default."""
     value = os.environ.get(name) or _DEFAULTS[name].format(repo=_repo())
+    if name == "SEQREC_SPARK_JARS_DIR":
+        value = os.path.expanduser(value)
     if name == "SEQREC_LAKE_ROOT" and "://" not in value:
         value = os.path.join(_repo(), value)  # a relative root must not depend on the worker's cwd
     return value
@@ -66,16 +75,21 @@ def setting(name: str) -> str:
 JOB_ENV_NAMES = (
     "PATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SEQREC__LAKE__ROOT",
     "SEQREC__LAKE__MLFLOW_TRACKING_URI", "SEQREC__LAKE__MLFLOW_ARTIFACT_ROOT", "SEQREC__LAKE__REPORTS_DIR",
+    "SEQREC__SPARK__JARS_DIR",
 )
 
 
 def job_env(name: str) -> str:
     """Variable ``name`` for the job processes: the job venv first on PATH, and every lake path pinned
-    under SEQREC_LAKE_ROOT unless the worker sets that SEQREC__LAKE__* variable itself."""
+    under SEQREC_LAKE_ROOT unless the worker sets that SEQREC__LAKE__* variable itself. An object-store root
+    (s3://...) needs a tracking server: SQLite cannot live there, and workers do not share a local file."""
     if name.startswith("SEQREC__") and os.environ.get(name):
         return os.environ[name]
     venv_bin = f"{setting('SEQREC_JOB_VENV')}/bin"
     root = setting("SEQREC_LAKE_ROOT")
+    if "://" in root and name == "SEQREC__LAKE__MLFLOW_TRACKING_URI":
+        raise ValueError(f"SEQREC_LAKE_ROOT={root} is not a local folder: set SEQREC__LAKE__MLFLOW_TRACKING_URI "
+                         "to your MLflow tracking server (see docs/deployment.md)")
     values = {
         # The apache-spark provider runs `spark-submit` from PATH; this makes it the job venv's.
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -84,7 +98,9 @@ def job_env(name: str) -> str:
         "SEQREC__LAKE__ROOT": root,
         "SEQREC__LAKE__MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
         "SEQREC__LAKE__MLFLOW_ARTIFACT_ROOT": f"{root}/mlflow-artifacts",
-        "SEQREC__LAKE__REPORTS_DIR": f"{root}/reports",
+        # Reports are files people open: next to a local lake, else in the repo's var/ on the worker.
+        "SEQREC__LAKE__REPORTS_DIR": f"{root}/reports" if "://" not in root else f"{_repo()}/var/reports",
+        "SEQREC__SPARK__JARS_DIR": setting("SEQREC_SPARK_JARS_DIR"),
     }
     return values[name]
 
@@ -105,24 +121,12 @@ def is_training_day(ds: str, weekdays: str) -> bool:
     return WEEKDAYS[dt.date.fromisoformat(ds).weekday()] in wanted
 
 
-def parse_gate_line(line: str) -> dict[str, str]:
-    """`gate=blocked model_version=5 champion=3` -> {"gate": "blocked", "model_version": "5", "champion": "3"}."""
-    fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-    if fields.get("gate") not in ("approved", "blocked") or not fields.get("champion"):
-        raise ValueError(f"not a gate summary line: {line!r}")
-    return fields
-
-
-def current_champion() -> str:
-    """The registry's `champion` model version, or "none", asked of the job environment."""
-    query = ("from lake import load_config; from lake.registry import find; "
-             "card = find(load_config()); print(card.version if card else 'none')")
-    env = {**os.environ, **{name: job_env(name) for name in JOB_ENV_NAMES}}
-    done = subprocess.run([f"{setting('SEQREC_JOB_VENV')}/bin/python", "-c", query], env=env,
-                          capture_output=True, text=True, timeout=240)
-    if done.returncode != 0:
-        raise RuntimeError(f"asking the registry for the champion failed:\n{done.stderr[-3000:]}")
-    return done.stdout.strip().splitlines()[-1]
+def summary(xcom: str, task_id: str) -> dict:
+    """The JSON line a `seqrec` command prints last (its XCom), as a dict."""
+    try:
+        return json.loads(xcom)
+    except (TypeError, ValueError):
+        raise ValueError(f"{task_id} did not end with its JSON summary line; got {xcom!r}") from None
 
 
 def previous_day_done(ti, task_id: str) -> bool:
@@ -162,17 +166,11 @@ def _seqrec(args: str) -> str:
     return f"{shlex.quote(setting('SEQREC_JOB_VENV') + '/bin/seqrec')} {args}"
 
 
-def _keep_last_match(command: str, sed_expression: str, what: str) -> str:
-    """Bash that runs ``command`` (its output goes to the log as it comes) and then prints, as the task's
-    last line and so its XCom, the last stdout line that ``sed -n sed_expression`` prints."""
-    return (
-        "set -euo pipefail\n"
-        'out="$(mktemp)"; trap \'rm -f "$out"\' EXIT\n'
-        f'{command} | tee "$out"\n'
-        f"value=\"$(sed -n {shlex.quote(sed_expression)} \"$out\" | tail -n 1)\"\n"
-        f'[ -n "$value" ] || {{ echo "no {what} line in the output above" >&2; exit 1; }}\n'
-        'echo "$value"\n'
-    )
+def spark_classpath() -> str:
+    """The jars of SEQREC_SPARK_JARS_DIR as a classpath: spark-submit fixes the driver's classpath when it
+    starts the JVM, so Delta's and hadoop-aws's jars go on it there (executors look at the same path)."""
+    folder = Path(setting("SEQREC_SPARK_JARS_DIR"))
+    return ":".join(sorted(str(jar) for jar in folder.glob("*.jar"))) if folder.is_dir() else ""
 
 
 def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOperator:
@@ -183,7 +181,9 @@ def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOpe
         application=f"{{{{ setting('SEQREC_REPO') }}}}/jobs/{stage}.py",
         application_args=["--ds", "{{ ds }}", *args],
         name=f"seqrec-{stage}-{{{{ ds }}}}",
-        conf={"spark.driver.memory": "{{ setting('SEQREC_SPARK_DRIVER_MEMORY') }}"},
+        conf={"spark.driver.memory": "{{ setting('SEQREC_SPARK_DRIVER_MEMORY') }}",
+              "spark.driver.extraClassPath": "{{ spark_classpath() }}",
+              "spark.executor.extraClassPath": "{{ spark_classpath() }}"},
         env_vars=JOB_ENV,
         execution_timeout=timeout,
     )
@@ -209,7 +209,8 @@ def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOpe
     },
     params={"force_train": Param(False, type="boolean",
                                  description="Train a new model this run whatever the weekday.")},
-    user_defined_macros={"setting": setting, "job_env": job_env, "raw_source": raw_source},
+    user_defined_macros={"setting": setting, "job_env": job_env, "raw_source": raw_source,
+                         "spark_classpath": spark_classpath},
     tags=["seqrec"],
     doc_md=__doc__,
 )
@@ -217,7 +218,8 @@ def seqrec_nightly() -> None:
     @task.sensor(mode="reschedule", poke_interval=300, timeout=dt.timedelta(hours=12).total_seconds(),
                  execution_timeout=dt.timedelta(minutes=2))
     def wait_for_raw_events(ds: str | None = None) -> bool:
-        """The day's raw events have landed: the source file exists, or the source folder holds a file."""
+        """The day's drop is complete: the source file exists, or the source folder holds the completion
+        marker (SEQREC_DROP_MARKER, `_SUCCESS` by default; see seqrec_drops)."""
         source = raw_source(ds)
         if "://" in source:
             from airflow.sdk import ObjectStoragePath
@@ -225,67 +227,74 @@ def seqrec_nightly() -> None:
             path = ObjectStoragePath(source)
         else:
             path = Path(source)
-        found = path.is_file() or (path.is_dir() and any(
-            p.is_file() and not p.name.startswith((".", "_")) for p in path.rglob("*")))
-        log.info("raw events for ds=%s at %s: %s", ds, source, "found" if found else "not there yet")
-        return found
+        complete, why = drop_status(path, os.environ.get("SEQREC_DROP_MARKER", DEFAULT_MARKER))
+        log.info("raw events for ds=%s at %s: %s (%s)", ds, source, "complete" if complete else "waiting", why)
+        return complete
 
     job_task = {"env": JOB_ENV, "append_env": True, "skip_on_exit_code": None}
 
+    @task.bash(**job_task, execution_timeout=dt.timedelta(minutes=5))
+    def champion() -> str:
+        """The registry's champion now; the XCom is `seqrec champion`'s JSON line. A registry that cannot
+        answer fails this task (retried), never reads as "no champion"."""
+        return "set -euo pipefail\n" + _seqrec("champion")
+
     @task.branch(execution_timeout=dt.timedelta(minutes=5))
-    def decide_training(ds: str | None = None, params: dict | None = None, ti=None) -> str:
-        """Train on training weekdays, when no champion exists yet, or when params.force_train is set.
-        The current champion (or "none") goes to XCom key `champion` for choose_model."""
-        champion = current_champion()
-        ti.xcom_push(key="champion", value=champion)
+    def decide_training(current: str, ds: str | None = None, params: dict | None = None) -> str:
+        """Train on training weekdays, when no champion exists yet, or when params.force_train is set."""
+        known = summary(current, "champion")["champion"]
         weekdays = setting("SEQREC_TRAIN_WEEKDAYS")
         reasons = [why for why, applies in (
             ("params.force_train is set", params["force_train"]),
-            ("there is no champion model yet", champion == NO_CHAMPION),
+            ("there is no champion model yet", known is None),
             (f"{ds} is a training day (SEQREC_TRAIN_WEEKDAYS={weekdays})", is_training_day(ds, weekdays)),
         ) if applies]
         if reasons:
             log.info("training a new model: %s", "; ".join(reasons))
             return "train"
-        log.info("not training today (SEQREC_TRAIN_WEEKDAYS=%s): scoring with champion model %s",
-                 weekdays, champion)
+        log.info("not training today (SEQREC_TRAIN_WEEKDAYS=%s): scoring with champion model %s", weekdays, known)
         return "keep_champion"
 
     @task.bash(**job_task, execution_timeout=dt.timedelta(hours=3))
-    def train(ds: str | None = None) -> str:
-        """Horovod training (gloo, SEQREC_TRAIN_NP processes); the XCom is the new model version."""
-        command = _seqrec(f"train --ds {ds} --np {int(setting('SEQREC_TRAIN_NP'))}")
-        return _keep_last_match(command, "s/^model_version=//p", "model_version=")
+    def train(ds: str | None = None, run_id: str | None = None) -> str:
+        """Horovod training (gloo, SEQREC_TRAIN_NP processes); the XCom is `seqrec train`'s JSON line. The
+        run id keys the registration, so a retry returns the version the first try registered."""
+        return "set -euo pipefail\n" + _seqrec(
+            f"train --ds {ds} --np {int(setting('SEQREC_TRAIN_NP'))} --run-key {shlex.quote(f'{DAG_ID}/{run_id}')}")
 
     @task.bash(**job_task, execution_timeout=dt.timedelta(minutes=30))
-    def evaluate(model_version: str, ds: str | None = None) -> str:
-        return "set -euo pipefail\n" + _seqrec(f"evaluate --model {shlex.quote(model_version)} --ds {ds}")
+    def evaluate(trained: str, ds: str | None = None) -> str:
+        version = summary(trained, "train")["model_version"]
+        return "set -euo pipefail\n" + _seqrec(f"evaluate --model {shlex.quote(version)} --ds {ds}")
 
     @task.bash(**job_task, execution_timeout=dt.timedelta(minutes=30))
-    def gate(model_version: str, ds: str | None = None) -> str:
-        """The quality gate; the XCom is its summary line `gate=approved|blocked model_version=N champion=M`."""
-        command = _seqrec(f"gate --model {shlex.quote(model_version)} --ds {ds}")
-        return _keep_last_match(command, "/^gate=/p", "gate=")
+    def gate(trained: str, ds: str | None = None) -> str:
+        """The quality gate; the XCom is its JSON line {"gate", "model_version", "serve", "champion"}."""
+        version = summary(trained, "train")["model_version"]
+        return "set -euo pipefail\n" + _seqrec(f"gate --model {shlex.quote(version)} --ds {ds}")
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=dt.timedelta(minutes=2))
     def choose_model(ti=None) -> str:
-        """The model version to score with: the champion after today's gate, or the unchanged champion."""
-        gate_line = ti.xcom_pull(task_ids="gate")
-        if gate_line is None:
-            champion = ti.xcom_pull(task_ids="decide_training", key="champion")
-            if champion in (None, NO_CHAMPION):
+        """The model version to score with: the version today's gate approved, else the unchanged champion.
+        The champion alias itself moves only at publish, once that model's recommendations are live."""
+        gated = ti.xcom_pull(task_ids="gate")
+        if gated is None:
+            known = summary(ti.xcom_pull(task_ids="champion"), "champion")["champion"]
+            if known is None:
                 raise RuntimeError("no model was trained and there is no champion to score with")
-            log.info("no training today: scoring with champion model %s", champion)
-            return champion
-        decision = parse_gate_line(gate_line)
+            log.info("no training today: scoring with champion model %s", known)
+            return known
+        decision = summary(gated, "gate")
         if decision["gate"] == "approved":
-            log.info("quality gate APPROVED model %s: scoring with it", decision["model_version"])
+            log.info("quality gate APPROVED model %s: scoring with it (publish makes it the champion)",
+                     decision["model_version"])
         else:
             log.warning("quality gate BLOCKED model %s: scoring with the current champion model %s instead",
-                        decision["model_version"], decision["champion"])
-        return decision["champion"]
+                        decision["model_version"], decision["serve"])
+        return decision["serve"]
 
-    decision = decide_training()
+    current = champion()
+    decision = decide_training(current)
     trained = train()
     gated = gate(trained)
     evaluate(trained) >> gated
@@ -302,7 +311,7 @@ def seqrec_nightly() -> None:
         >> spark_stage("featurize", timeout=dt.timedelta(hours=1))
         >> wait_for_previous("publish", "a day decides, trains, gates and scores against the model and output "
                              "the previous day left")
-        >> decision
+        >> current
     )
     decision >> [trained, keep_champion]
     [gated, keep_champion] >> chosen >> score >> spark_stage("publish", timeout=dt.timedelta(minutes=30))

@@ -2,7 +2,7 @@
 
 import typer
 
-from jobs import evaluate, featurize, gate, generate, ingest, publish, score, train
+from jobs import champion, evaluate, featurize, gate, generate, ingest, publish, score, train
 
 app = typer.Typer(help="seqrec: nightly sequential recommendations on Spark, Delta Lake and PyTorch.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -15,6 +15,7 @@ app.command("gate")(gate.command)
 app.command("train")(train.command)
 app.command("score")(score.command)
 app.command("publish")(publish.command)
+app.command("champion")(champion.command)
 
 
 @app.callback()

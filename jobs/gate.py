@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import typer
@@ -15,23 +16,24 @@ if TYPE_CHECKING:
 
 
 def run(config: Config, ds: str | None, model: str) -> GateDecision:
-    """The gate as a plain function of (config, ds): approve model (move `champion` to it) or block it."""
+    """The gate as a plain function of (config, ds): approve the model (publish promotes it) or block it."""
     from training.gate import gate
 
     return gate(config, model, ds=ds)
 
 
 def command(model: ModelOption, ds: OptionalDsOption = None, config: ConfigOption = None) -> None:
-    """Approve --model (make it the champion) unless its validation NDCG@10 is worse than the champion's
-    beyond the tolerance. Exit code 0 either way; the last stdout line is
-    `gate=approved|blocked model_version=<N> champion=<M>`."""
+    """Approve --model (publish then makes it the champion) unless its validation NDCG@10 is worse than the
+    champion's beyond the tolerance. Exit code 0 either way; the last stdout line is JSON:
+    {"gate": "approved"|"blocked", "model_version": N, "serve": the version to score with, "champion": M}."""
     decision = run_stage("gate", ds, config, lambda cfg: run(cfg, ds, model))
     if decision.approved:
-        typer.echo(f"APPROVED: model {decision.model_version} is the champion ({decision.reason})")
+        typer.echo(f"APPROVED: model {decision.model_version} is served from now and becomes the champion when "
+                   f"publish has switched recommendations_latest to it ({decision.reason})")
     else:
-        typer.echo(f"BLOCKED: model {decision.model_version} is not promoted; model {decision.champion} stays "
-                   f"the champion ({decision.reason})")
-    typer.echo(decision.summary_line())
+        typer.echo(f"BLOCKED: model {decision.model_version} is not served; model {decision.serve} stays the "
+                   f"champion ({decision.reason})")
+    typer.echo(json.dumps(decision.summary()))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,11 +14,11 @@ if TYPE_CHECKING:
     from lake.registry import ModelCard
 
 
-def run(config: Config, ds: str, *, resume: bool = False) -> ModelCard:
+def run(config: Config, ds: str, *, resume: bool = False, run_key: str | None = None) -> ModelCard:
     """The train stage as a plain function of (config, ds): the registered model's card."""
     from training.launch import launch
 
-    return launch(config, ds, resume=resume)
+    return launch(config, ds, resume=resume, run_key=run_key)
 
 
 def command(
@@ -33,22 +34,25 @@ def command(
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Per-worker learning rate.")] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="full_softmax, sampled_softmax or bce.")] = None,
     num_layers: Annotated[int | None, typer.Option("--num-layers", help="Transformer blocks or RNN layers.")] = None,
+    run_key: Annotated[str | None, typer.Option(
+        "--run-key", help="The scheduler's run id: a retry with this key reuses the version it registered.")] = None,
 ) -> None:
     """Train a model on train_examples for DS with Horovod, register it (not promoted) and print
-    `model_version=N` as the last line. Settings: training/defaults.yaml (`train:`), overridden by flags."""
+    {"model_version": "N", ...} as the last stdout line (JSON). Settings: training/defaults.yaml (`train:`),
+    overridden by flags."""
     flags: dict[str, Any] = {
         "num_proc": num_proc, "hosts": hosts, "launcher": launcher, "model_type": model_type, "epochs": epochs,
         "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss, "num_layers": num_layers,
     }
     overrides = {key: value for key, value in flags.items() if value is not None}
     card = run_stage("train", ds, config,
-                     lambda cfg: run(cfg.with_overrides({"train": overrides}), ds, resume=resume))
+                     lambda cfg: run(cfg.with_overrides({"train": overrides}), ds, resume=resume, run_key=run_key))
     meta = card.meta
     console.print(f"registered {card.name} version {card.version}: {meta['model_type']}, valid NDCG@10 "
                   f"{meta['valid_ndcg@10']:.4f}, HR@10 {meta['valid_hr@10']:.4f}; sampled NDCG@10 "
                   f"{meta['valid_sampled_ndcg@10']:.4f}, HR@10 {meta['valid_sampled_hr@10']:.4f} (best of "
                   f"{meta['epochs_trained']} epochs: {meta['best_epoch']}, by {meta['early_stopping_metric']})")
-    typer.echo(f"model_version={card.version}")
+    typer.echo(json.dumps({"model_version": card.version, "trained_ds": ds, "run_key": run_key}))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from lake.config import Config, load_config, typed_section
 from lake.errors import (
+    ArtifactIntegrityError,
     ConcurrentWriteError,
     ConfigError,
     EmptyInputError,
     InputError,
     ModelNotFoundError,
+    RegistryError,
     SchemaMismatchError,
     SeqrecError,
     TableNotFoundError,
@@ -15,6 +17,7 @@ from lake.errors import (
 from lake.tables import Lake, WriteMode
 
 __all__ = [
+    "ArtifactIntegrityError",
     "ConcurrentWriteError",
     "Config",
     "ConfigError",
@@ -22,6 +25,7 @@ __all__ = [
     "InputError",
     "Lake",
     "ModelNotFoundError",
+    "RegistryError",
     "SchemaMismatchError",
     "SeqrecError",
     "TableNotFoundError",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactIntegrityError",
     "ConcurrentWriteError",
     "ConfigError",
     "EmptyInputError",
     "InputError",
     "ModelNotFoundError",
+    "RegistryError",
     "SchemaMismatchError",
     "SeqrecError",
     "TableNotFoundError",
@@ -47,6 +49,18 @@ class ConcurrentWriteError(SeqrecError):
 
 class ModelNotFoundError(SeqrecError):
     """No registered model matches the request (alias, version or vocabulary)."""
+
+
+class ArtifactIntegrityError(SeqrecError):
+    """A model file does not match what was registered, or holds content that could run code; nothing of it
+    was loaded."""
+
+
+class RegistryError(SeqrecError):
+    """The model registry could not answer (database locked, server down). Retryable; nothing was changed on
+    the strength of the missing answer."""
+
+    retryable = True
 
 
 class ValidationError(SeqrecError):

@@ -25,13 +25,24 @@ INT_LIST = pa.list_(pa.int32())
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A table's columns, its partition column (``partition_by``: the day, the model version) and, for a
+    table whose rows arrive in deliveries, a second level under it (``sub_partition_by``)."""
+
     name: str
     schema: pa.Schema
     partition_by: str | None
     description: str
+    sub_partition_by: str | None = None
+
+    @property
+    def partition_columns(self) -> list[str]:
+        """The partition columns, outermost first (the folder levels of the table)."""
+        return [c for c in (self.partition_by, self.sub_partition_by) if c is not None]
 
 
-def _spec(name: str, partition_by: str | None, description: str, *fields: pa.Field) -> TableSpec:
+def _spec(name: str, partition_by: str | None | tuple[str, str], description: str, *fields: pa.Field) -> TableSpec:
+    if isinstance(partition_by, tuple):
+        return TableSpec(name, pa.schema(list(fields)), partition_by[0], description, partition_by[1])
     return TableSpec(name, pa.schema(list(fields)), partition_by, description)
 
 
@@ -43,20 +54,26 @@ TABLES: dict[str, TableSpec] = {
     t.name: t
     for t in [
         _spec(
-            "events", "ds", "Accepted raw behaviour events, one row per event, canonical behaviours.",
+            "events", ("ds", "drop_id"),
+            "Accepted raw behaviour events, one row per event, canonical behaviours; ds is the event's local "
+            "day, drop_id the delivery it came in (a redelivery replaces that drop's rows in every day).",
             _f("user_id", pa.int64()),
             _f("item_id", pa.int64()),
             _f("category_id", pa.int64()),
             _f("behaviour", pa.string()),
             _f("event_time", UTC_US),
             _f("source_file", pa.string()),
+            _f("drop_id", pa.string()),
             _f("ds", pa.string()),
         ),
         _spec(
-            "events_quarantine", "ds", "Raw rows ingest refused, with the reason; ds is the run that saw them.",
+            "events_quarantine", "drop_id",
+            "Raw rows ingest refused, once per drop, with the reason; ds is the run that last delivered them.",
             _f("source_file", pa.string()),
+            _f("line", pa.int64(), nullable=True),
             _f("raw", pa.string()),
             _f("reason", pa.string()),
+            _f("drop_id", pa.string()),
             _f("ds", pa.string()),
         ),
         _spec(
@@ -68,6 +85,33 @@ TABLES: dict[str, TableSpec] = {
             _f("quarantined", pa.int64()),
             _f("ingested_at", UTC_US),
             _f("ds", pa.string()),
+        ),
+        _spec(
+            "deliveries", "ds",
+            "Per ingest run and drop, where its rows went: one row per (destination, event day or reason).",
+            _f("drop_id", pa.string()),
+            _f("drop_path", pa.string()),
+            _f("fingerprint", pa.string()),
+            _f("files", pa.int64()),
+            _f("bytes", pa.int64()),
+            _f("destination", pa.string()),
+            _f("event_ds", pa.string(), nullable=True),
+            _f("reason", pa.string(), nullable=True),
+            _f("rows", pa.int64()),
+            _f("ingested_at", UTC_US),
+            _f("ds", pa.string()),
+        ),
+        _spec(
+            "late_events", None,
+            "Rows a drop added to (or changed in) a day whose ingest had already run: that day's features and "
+            "recommendations predate them. Appended, one row per (day, drop, run) that changed.",
+            _f("event_ds", pa.string()),
+            _f("drop_id", pa.string()),
+            _f("drop_path", pa.string()),
+            _f("arrived_ds", pa.string()),
+            _f("rows_before", pa.int64()),
+            _f("rows_after", pa.int64()),
+            _f("recorded_at", UTC_US),
         ),
         _spec(
             "featurize_stats", "ds", "One row per cleaning step: rows in, rows out, removed and why.",
@@ -142,6 +186,8 @@ TABLES: dict[str, TableSpec] = {
             _f("vocab_fingerprint", pa.string()),
             _f("valid_ndcg_at_10", pa.float64(), nullable=True),
             _f("aliases", pa.string()),
+            _f("approved", pa.bool_()),
+            _f("artifact_sha256", pa.string()),
             _f("created_at", UTC_US),
         ),
         _spec(

@@ -1,6 +1,7 @@
 """Named Delta tables under one lake root: the only module that knows how tables are stored.
 
-Verbs: ``create``, ``write`` (replace one partition, append or overwrite, each one atomic commit),
+Verbs: ``create``, ``write`` (replace one partition or every partition matching partition-column values,
+append or overwrite, each one atomic commit),
 ``read`` (Arrow), ``read_spark``, ``file_uris`` (for Petastorm), ``version``, ``history``, ``partitions``.
 
 Arrow data is always committed with delta-rs (``deltalake``). Spark DataFrames go through the backend
@@ -16,6 +17,7 @@ delta-rs, so either backend's tables read the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
@@ -30,6 +32,7 @@ from lake._faults import held_before_commit
 from lake.config import Config, LakeSettings
 from lake.errors import ConcurrentWriteError, ConfigError, SchemaMismatchError, TableNotFoundError
 from lake.schemas import TableSpec, spec
+from lake.storage import refuse_credentials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Lake", "WriteMode"]
 
-WriteMode = Literal["replace_partition", "append", "overwrite"]
+WriteMode = Literal["replace_partition", "replace_where", "append", "overwrite"]
 
 
 def _is_spark_dataframe(data: Any) -> bool:
@@ -55,6 +58,7 @@ class Lake:
     def __init__(self, settings: LakeSettings, *, spark: SparkSession | None = None) -> None:
         self.settings = settings
         self.root = settings.root.rstrip("/")
+        refuse_credentials(settings.storage_options, "lake.storage_options")
         self.storage_options: dict[str, str] = {k: str(v) for k, v in settings.storage_options.items()}
         self.spark = spark
         self._spark_backend: str | None = None
@@ -109,7 +113,7 @@ class Lake:
     def _create_at(self, uri: str, table_spec: TableSpec) -> None:
         DeltaTable.create(
             uri, table_spec.schema, mode="ignore",
-            partition_by=[table_spec.partition_by] if table_spec.partition_by else None,
+            partition_by=table_spec.partition_columns or None,
             storage_options=self.storage_options or None,
         )
 
@@ -138,9 +142,10 @@ class Lake:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _check_stored_schema(self, table_spec: TableSpec) -> None:
-        stored = pa.schema(self._table(table_spec.name).schema())
-        declared = [(f.name, f.type) for f in table_spec.schema]
-        actual = [(f.name, f.type) for f in stored]
+        table = self._table(table_spec.name)
+        stored = pa.schema(table.schema())
+        declared = [(f.name, f.type) for f in table_spec.schema] + [("partitioned by", table_spec.partition_columns)]
+        actual = [(f.name, f.type) for f in stored] + [("partitioned by", list(table.metadata().partition_columns))]
         if declared != actual:
             raise SchemaMismatchError(
                 f"table '{table_spec.name}' at {self.uri(table_spec.name)} was created with {actual} but "
@@ -154,6 +159,7 @@ class Lake:
         data: pa.Table | pd.DataFrame | DataFrame,
         *,
         partition: str | None = None,
+        where: Mapping[str, str] | None = None,
         mode: WriteMode = "replace_partition",
     ) -> int:
         """Commit ``data`` to table ``name`` atomically and return the new table version.
@@ -163,42 +169,40 @@ class Lake:
             data: an Arrow table, a pandas DataFrame or a Spark DataFrame (written by the executors).
             partition: with ``replace_partition``, the value of the table's partition column to replace;
                 every row must carry it.
+            where: with ``replace_where``, partition-column values, e.g. ``{"drop_id": d}``: every partition
+                they match is replaced (here one drop's rows, in every day); every row must carry them.
             mode: ``replace_partition`` (default) swaps exactly that partition and leaves the others;
-                ``append`` adds rows; ``overwrite`` replaces the whole table.
+                ``replace_where`` swaps the partitions ``where`` matches; ``append`` adds rows; ``overwrite``
+                replaces the whole table.
         """
         table_spec = spec(name)
-        if mode == "replace_partition":
-            if table_spec.partition_by is None:
-                raise ValueError(f"table '{name}' has no partition column; use mode='overwrite' or 'append'")
-            if partition is None:
-                raise ValueError(f"replace_partition on '{name}' needs partition=<{table_spec.partition_by}>")
+        replaced = _replaced(table_spec, mode, partition, where)
         self.create(name)
         if _is_spark_dataframe(data):
-            self._write_spark(table_spec, data, mode, partition)
+            self._write_spark(table_spec, data, mode, replaced)
         else:
-            self._write_arrow(table_spec, data, mode, partition)
+            self._write_arrow(table_spec, data, mode, replaced)
         return self.version(name)
 
-    def _write_arrow(self, table_spec: TableSpec, data: Any, mode: WriteMode, partition: str | None) -> None:
+    def _write_arrow(self, table_spec: TableSpec, data: Any, mode: WriteMode, replaced: dict[str, str] | None) -> None:
         if not isinstance(data, pa.Table):
             data = pa.Table.from_pandas(data, preserve_index=False)
         data = conform(data, table_spec)
-        part_col = table_spec.partition_by
         predicate = None
-        if mode == "replace_partition":
-            assert part_col is not None and partition is not None
-            values = set(data.column(part_col).unique().to_pylist())
-            if values - {partition}:
-                raise SchemaMismatchError(
-                    f"table '{table_spec.name}': replacing {part_col}={partition} but rows hold {sorted(values)}"
-                )
-            predicate = f"{part_col} = '{partition.replace(chr(39), chr(39) * 2)}'"
+        if replaced is not None:
+            for column, value in replaced.items():
+                values = set(data.column(column).unique().to_pylist())
+                if values - {value}:
+                    raise SchemaMismatchError(
+                        f"table '{table_spec.name}': replacing {column}={value} but rows hold {sorted(values)}"
+                    )
+            predicate = " AND ".join(f"{column} = '{_quoted(value)}'" for column, value in replaced.items())
         try:
             write_deltalake(
                 self.uri(table_spec.name), held_before_commit(table_spec.name, data),
                 mode="append" if mode == "append" else "overwrite",
                 predicate=predicate,
-                partition_by=[part_col] if part_col else None,
+                partition_by=table_spec.partition_columns or None,
                 storage_options=self.storage_options or None,
             )
         except CommitFailedError as exc:
@@ -206,14 +210,15 @@ class Lake:
                 f"table '{table_spec.name}': another writer committed first ({exc}); rerun the task"
             ) from exc
 
-    def _write_spark(self, table_spec: TableSpec, df: DataFrame, mode: WriteMode, partition: str | None) -> None:
+    def _write_spark(self, table_spec: TableSpec, df: DataFrame, mode: WriteMode,
+                     replaced: dict[str, str] | None) -> None:
         check_columns(df.columns, table_spec)
         df = df.select(*table_spec.schema.names)
         if self._spark_backend_for(df.sparkSession) == "delta-spark":
             from lake._delta_spark import write_delta_spark
 
             try:
-                write_delta_spark(df, self.uri(table_spec.name), table_spec, mode, partition)
+                write_delta_spark(df, self.uri(table_spec.name), table_spec, mode, replaced)
             except ConcurrentWriteError:
                 raise
             except Exception as exc:
@@ -228,7 +233,7 @@ class Lake:
             .option("table", table_spec.name)
             .option("root", self.uri(table_spec.name))
             .option("mode", mode)
-            .option("partition", partition or "")
+            .option("replaced", json.dumps(replaced))
             .option("storage_options", json.dumps(self.storage_options))
         )
         try:
@@ -251,18 +256,20 @@ class Lake:
         return self._spark_backend
 
     # -- reading ----------------------------------------------------------------------------------
-    def file_uris(self, name: str, *, version: int | None = None, partition: str | None = None) -> list[str]:
-        """The Parquet files of a snapshot (optionally one partition), e.g. for Petastorm readers."""
-        return self._snapshot_files(name, version, partition)[1]
+    def file_uris(self, name: str, *, version: int | None = None, partition: str | None = None,
+                  where: Mapping[str, str] | None = None) -> list[str]:
+        """The Parquet files of a snapshot (optionally of one partition, or of the partitions ``where``
+        matches), e.g. for Petastorm readers."""
+        return self._snapshot_files(name, version, partition, where)[1]
 
-    def _snapshot_files(self, name: str, version: int | None, partition: str | None) -> tuple[str, list[str]]:
+    def _snapshot_files(self, name: str, version: int | None, partition: str | None,
+                        where: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
         """(the table's root as delta-rs resolved it, the snapshot's file URIs under that root)."""
         table = self._table(name, version)
-        part_col = spec(name).partition_by
-        filters = [(part_col, "=", partition)] if partition is not None and part_col else None
+        filters = _partition_filters(spec(name), partition, where)
         # delta-rs reports files under the canonical root (symlinks resolved), which may differ from self.uri()
         root = table.table_uri.removeprefix("file://").rstrip("/")
-        return root, sorted(table.file_uris(file_pruning_predicate=filters))
+        return root, sorted(table.file_uris(file_pruning_predicate=filters or None))
 
     def read(
         self,
@@ -270,6 +277,7 @@ class Lake:
         *,
         version: int | None = None,
         partition: str | None = None,
+        where: Mapping[str, str] | None = None,
         columns: list[str] | None = None,
     ) -> pa.Table:
         """A snapshot of table ``name`` (latest, or ``version``) as Arrow, in its declared schema.
@@ -278,22 +286,22 @@ class Lake:
             name: a table declared in ``lake.schemas``.
             version: a Delta version to time-travel to; ``None`` reads the latest.
             partition: read only rows whose partition column equals this value.
+            where: read only rows whose partition columns hold these values.
             columns: a subset of columns to read.
         """
         table_spec = spec(name)
-        root, uris = self._snapshot_files(name, version, partition)
+        root, uris = self._snapshot_files(name, version, partition, where)
         if not uris:
             data = table_spec.schema.empty_table()
         else:
             fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
             relative = [u[len(root) :].lstrip("/") if u.startswith(root) else u for u in uris]
-            part_col = table_spec.partition_by
-            partitioning = (
-                pads.partitioning(pa.schema([(part_col, pa.string())]), flavor="hive") if part_col else None
-            )
-            file_schema = table_spec.schema
+            partitioning = None
+            if table_spec.partition_columns:
+                partitioning = pads.partitioning(
+                    pa.schema([(c, pa.string()) for c in table_spec.partition_columns]), flavor="hive")
             dataset = pads.dataset(relative, format="parquet", filesystem=fs, partitioning=partitioning,
-                                   partition_base_dir="", schema=file_schema)
+                                   partition_base_dir="", schema=table_spec.schema)
             data = conform(dataset.to_table(), table_spec)
         return data.select(columns) if columns else data
 
@@ -301,9 +309,10 @@ class Lake:
         """``read`` as pandas (same arguments)."""
         return self.read(name, **kwargs).to_pandas()
 
-    def read_spark(self, name: str, *, version: int | None = None, partition: str | None = None) -> DataFrame:
+    def read_spark(self, name: str, *, version: int | None = None, partition: str | None = None,
+                   where: Mapping[str, str] | None = None) -> DataFrame:
         """A snapshot of table ``name`` (latest as of this call, or ``version``) as a Spark DataFrame with the
-        declared schema."""
+        declared schema; ``partition`` / ``where`` as in :meth:`read`."""
         if self.spark is None:
             raise ValueError("this Lake was built without a SparkSession; pass spark=get_spark(config)")
         table_spec = spec(name)
@@ -317,7 +326,7 @@ class Lake:
             # commit to the table must not see that commit when Spark evaluates it later.
             df = read_delta_spark(self.spark, self.uri(name), self.version(name) if version is None else version)
         else:
-            uris = self.file_uris(name, version=version, partition=partition)
+            uris = self.file_uris(name, version=version, partition=partition, where=where)
             spark_schema = from_arrow_schema(table_spec.schema)
             if not uris:
                 return self.spark.createDataFrame([], spark_schema)
@@ -326,8 +335,8 @@ class Lake:
                 .option("basePath", self.uri(name))
                 .parquet(*[_spark_path(u) for u in uris])
             )
-        if partition is not None and table_spec.partition_by:
-            df = df.where(F.col(table_spec.partition_by) == partition)
+        for column, _, value in _partition_filters(table_spec, partition, where):
+            df = df.where(F.col(column) == value)
         return df.select(*table_spec.schema.names)
 
     # -- metadata ---------------------------------------------------------------------------------
@@ -338,12 +347,64 @@ class Lake:
         """Commits, newest first: version, timestamp, operation and its parameters."""
         return self._table(name).history(limit)
 
+    def row_counts(self, name: str, *, version: int | None = None) -> dict[tuple[str, ...], int]:
+        """Rows per partition (keyed by the partition columns' values, outermost first), from the Delta log's
+        file statistics: no data file is read unless a writer left a file's count out."""
+        import pyarrow.parquet as pq
+
+        table_spec = spec(name)
+        table = self._table(name, version)
+        actions = pa.table(table.get_add_actions(flatten=True))
+        columns = table_spec.partition_columns
+        keys = zip(*[actions.column(f"partition.{c}").to_pylist() for c in columns], strict=True) if columns \
+            else [()] * actions.num_rows
+        counts: dict[tuple[str, ...], int] = {}
+        root = table.table_uri.removeprefix("file://").rstrip("/")
+        fs = None
+        for key, path, rows in zip(keys, actions.column("path").to_pylist(),
+                                   actions.column("num_records").to_pylist(), strict=True):
+            if rows is None:
+                fs = fs or pafs.PyFileSystem(_storage_handler(root, self.storage_options))
+                with fs.open_input_file(path) as handle:
+                    rows = pq.ParquetFile(handle).metadata.num_rows
+            counts[tuple(key)] = counts.get(tuple(key), 0) + int(rows)
+        return counts
+
     def partitions(self, name: str, *, version: int | None = None) -> list[str]:
-        """Distinct values of the table's partition column in a snapshot, sorted."""
+        """Distinct values of the table's (outermost) partition column in a snapshot, sorted."""
         part_col = spec(name).partition_by
         if part_col is None:
             raise ValueError(f"table '{name}' is not partitioned")
         return sorted({p[part_col] for p in self._table(name, version).partitions()})
+
+
+def _replaced(table_spec: TableSpec, mode: WriteMode, partition: str | None,
+              where: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The partition-column values whose rows a write replaces; None when it replaces nothing or everything."""
+    name = table_spec.name
+    if mode == "replace_partition":
+        if table_spec.partition_by is None:
+            raise ValueError(f"table '{name}' has no partition column; use mode='overwrite' or 'append'")
+        if partition is None:
+            raise ValueError(f"replace_partition on '{name}' needs partition=<{table_spec.partition_by}>")
+        return {table_spec.partition_by: partition}
+    if mode == "replace_where":
+        unknown = sorted(set(where or {}) - set(table_spec.partition_columns))
+        if not where or unknown:
+            raise ValueError(f"replace_where on '{name}' needs where={{column: value}} over its partition columns "
+                             f"{table_spec.partition_columns}; got {dict(where or {})}")
+        return dict(where)
+    return None
+
+
+def _partition_filters(table_spec: TableSpec, partition: str | None,
+                       where: Mapping[str, str] | None) -> list[tuple[str, str, str]]:
+    filters = [(table_spec.partition_by, "=", partition)] if partition is not None and table_spec.partition_by else []
+    return [*filters, *((column, "=", value) for column, value in (where or {}).items())]
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "''")
 
 
 def _lake_error_from_worker(exc: Exception) -> Exception:

@@ -1,5 +1,12 @@
 """The publish stage: validate ``recommendations`` partition ds, then republish it as
-``recommendations_latest`` (one whole-table overwrite). A failed check leaves the latest table untouched."""
+``recommendations_latest`` (one whole-table overwrite), then, if that day was scored with a model the quality
+gate approved, move the ``champion`` alias to it (the second phase of promotion, lake/registry.py) and
+refresh the ``models`` mirror. A failed check leaves the latest table, the alias and the mirror untouched.
+
+Publish only moves forward: a ds older than the one ``recommendations_latest`` holds is refused unless
+forced, so reprocessing history never rolls back what marketing reads. Recommendations of a model that is
+neither the champion nor approved are refused unless explicitly allowed.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lake import Config, Lake, ValidationError
-from lake.registry import find
+from lake.registry import CHAMPION, find, mirror_to_table, promote
 from scoring.checks import Expectations, validation_failures
 from scoring.inputs import active_users, excluded_pairs
 from scoring.settings import ScoreSettings
@@ -28,14 +35,20 @@ class PublishResult:
     source_version: int  # the recommendations version that was validated and copied
     table_version: int  # the recommendations_latest version now readers see
     rows: int
+    promoted: bool  # whether this publish made model_version the champion
 
 
-def publish(config: Config, ds: str, *, spark: SparkSession) -> PublishResult:
+def publish(config: Config, ds: str, *, spark: SparkSession, force: bool = False,
+            allow_unapproved: bool = False) -> PublishResult:
     """Check partition ds of ``recommendations`` and, only if every check passes, overwrite
-    ``recommendations_latest`` with it.
+    ``recommendations_latest`` with it; then promote the model that scored it if the gate approved it.
 
+    Args:
+        force: publish a ds older than the one ``recommendations_latest`` holds.
+        allow_unapproved: publish recommendations of a model that is neither champion nor approved.
     Raises:
-        ValidationError: the partition is missing or fails a check; ``recommendations_latest`` is unchanged.
+        ValidationError: the partition is missing, older than the published one, from an unapproved model, or
+            fails a check; ``recommendations_latest``, ``champion`` and ``models`` are unchanged.
     """
     from pyspark.sql import functions as F
 
@@ -43,6 +56,11 @@ def publish(config: Config, ds: str, *, spark: SparkSession) -> PublishResult:
     lake = Lake.from_config(config, spark=spark)
     if not lake.exists("recommendations") or ds not in lake.partitions("recommendations"):
         raise ValidationError(f"recommendations has no partition ds={ds}; run `seqrec score --ds {ds}` first")
+    published = _published_ds(lake)
+    if published is not None and ds < published and not force:
+        raise ValidationError(
+            f"recommendations_latest holds ds={published}, newer than ds={ds}: publishing would roll back what "
+            f"marketing reads. Reprocessed history stays in `recommendations`; pass --force to publish it anyway")
     # Pin the version so the rows published are exactly the rows checked, whatever commits meanwhile.
     source_version = lake.version("recommendations")
     rows = lake.read_spark("recommendations", version=source_version, partition=ds)
@@ -51,6 +69,12 @@ def publish(config: Config, ds: str, *, spark: SparkSession) -> PublishResult:
     if card is None or "item_vocab_size" not in card.meta:
         raise ValidationError(f"recommendations ds={ds} names model version(s) {versions}, not exactly one "
                               f"registered model; rerun `seqrec score --ds {ds}`")
+    is_champion = CHAMPION in card.aliases
+    if not (is_champion or card.approved or allow_unapproved):
+        raise ValidationError(
+            f"recommendations ds={ds} were scored with model version {card.version}, which is neither the "
+            f"champion nor approved by the quality gate; rescore with the champion (`seqrec score --ds {ds}`), "
+            f"run `seqrec gate --model {card.version}`, or pass --allow-unapproved")
 
     events = lake.read_spark("events")
     denied = lake.read_spark("deny_list") if settings.honour_deny_list and lake.exists("deny_list") else None
@@ -71,4 +95,17 @@ def publish(config: Config, ds: str, *, spark: SparkSession) -> PublishResult:
     count = lake.read_spark("recommendations_latest", version=table_version).agg(F.count(F.lit(1))).first()[0]
     log.info("published recommendations ds=%s (version %d) as recommendations_latest version %d",
              ds, source_version, table_version)
-    return PublishResult(ds, card.version, source_version, table_version, int(count))
+    promoted = card.approved and not is_champion and ds >= (published or ds)
+    if promoted:
+        promote(config, card.version, alias=CHAMPION, since_ds=ds)
+        log.info("model version %s is the champion from ds=%s on", card.version, ds)
+    mirror_to_table(config, lake)
+    return PublishResult(ds, card.version, source_version, table_version, int(count), promoted)
+
+
+def _published_ds(lake: Lake) -> str | None:
+    """The ds ``recommendations_latest`` holds now, if it exists and holds rows."""
+    if not lake.exists("recommendations_latest"):
+        return None
+    days = lake.read("recommendations_latest", columns=["ds"])["ds"].unique().to_pylist()
+    return max(days) if days else None

@@ -17,17 +17,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lake.artifacts import ModelFiles, load
 from lake.errors import InputError, ModelNotFoundError
 from lake.schemas import UNKNOWN_INDEX
 from scoring.catalogue import Catalogue
-from scoring.model import ModelFiles, load_scorer_from_files
 
 if TYPE_CHECKING:
     import torch
     from pyspark import Broadcast
     from pyspark.sql import DataFrame
 
-    from lake.registry import Scorer
+    from lake.artifacts import Scorer
 
 __all__ = [
     "INPUT_COLUMNS",
@@ -90,7 +90,7 @@ def load_plan(plan: RankPlan) -> LoadedPlan:
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(wanted)
-    scorer = load_scorer_from_files(plan.model, device=str(device))
+    scorer = load(plan.model, device=str(device))
     embeddings = scorer.item_embeddings
     version = plan.model.card.version
     if embeddings.ndim != 2 or embeddings.shape[0] != plan.catalogue.size:

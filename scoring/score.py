@@ -19,10 +19,11 @@ import pyarrow as pa
 
 from lake import Config, EmptyInputError, InputError, Lake
 from lake import errors as lake_errors
+from lake.artifacts import fetch
 from lake.registry import ModelCard
 from scoring.catalogue import Catalogue, build_catalogue
 from scoring.inputs import active_users, excluded_items, excluded_pairs, item_popularity, scoring_users
-from scoring.model import fetch_model_files, select_model
+from scoring.model import select_model
 from scoring.ranker import RankPlan, recommend
 from scoring.settings import ScoreSettings
 
@@ -69,8 +70,8 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
     lake = Lake.from_config(config, spark=spark)
     now = now or dt.datetime.now(dt.UTC)
 
-    card = select_model(config, lake, version=model_version)
-    files = fetch_model_files(config, card)
+    card = select_model(config, lake, ds=ds, version=model_version)
+    files = fetch(config, card)
     log.info("scoring ds=%s with model version %s (%s, %d items)", ds, card.version,
              card.meta.get("model_type"), files.item_vocab_size)
 

@@ -28,11 +28,21 @@ FAILED_TASK = {"failed", "up_for_retry"}
 LOG_TAIL_LINES = 40
 
 
+def loopback_only(base_url: str) -> str:
+    """``base_url`` if it names this machine's loopback over http; the local instance's password is sent there
+    and nowhere else."""
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme != "http" or parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"refusing to send the local Airflow password to {base_url}: this script talks only to "
+                         f"the loopback instance of scripts/airflow_env.sh (http://127.0.0.1:PORT)")
+    return base_url
+
+
 class Api:
     """A logged-in client of the Airflow 3 REST API (/api/v2)."""
 
     def __init__(self, base_url: str, username: str, password: str) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = loopback_only(base_url).rstrip("/")
         token = self._request("POST", "/auth/token", {"username": username, "password": password}, token=None)
         self.token = token["access_token"]
 

@@ -34,7 +34,7 @@ from lake.schemas import PAD_INDEX, UNKNOWN_INDEX, spec
 from training.metrics import list_metrics, metrics_from_ranks, per_user_metrics_from_ranks, target_ranks
 
 if TYPE_CHECKING:
-    from lake.registry import Scorer
+    from lake.artifacts import Scorer
 
 __all__ = [
     "DEFAULTS",
@@ -427,12 +427,10 @@ def length_bucket_metrics(evaluation: Evaluation, edges: Sequence[int],
 
 # -- the stage -------------------------------------------------------------------------------------
 def load_model(config: Config, model: str) -> Scorer:
-    """A registered version by number, or the version carrying alias ``model`` (e.g. ``champion``)."""
-    from lake.registry import load_scorer
+    """A registered version by number, or the version carrying alias ``model`` (e.g. ``champion``), verified."""
+    from lake.artifacts import load_model as load_verified
 
-    if model.isdigit():
-        return load_scorer(config, version=model)
-    return load_scorer(config, alias=model)
+    return load_verified(config, model)
 
 
 def model_ds(scorer: Scorer, ds: str | None) -> str:
@@ -447,13 +445,16 @@ def model_ds(scorer: Scorer, ds: str | None) -> str:
 
 def evaluate_on_lake(config: Config, lake: Lake, scorer: Scorer, *, ds: str, split: str,
                      settings: EvaluateSettings, protocols: Sequence[str] | None = None) -> Evaluation:
-    """Read ds's ``train_examples`` (and ``item_categories``) and evaluate ``scorer`` on ``split``."""
+    """Read ds's ``train_examples`` (and ``item_categories``) and evaluate ``scorer`` on ``split``. On the day
+    the model trained on, ``train_examples`` is read at the version it trained on (recorded in its meta), so
+    a rerun after that day was featurized again measures the same rows."""
     meta = scorer.meta
     vocab_size = int(scorer.item_embeddings.shape[0])
     if int(meta.get("item_vocab_size", vocab_size)) != vocab_size:
         raise ValidationError(f"model {scorer.card.version}: meta item_vocab_size {meta['item_vocab_size']} "
                               f"differs from its {vocab_size} item embeddings; the artifact is inconsistent")
-    examples = lake.read("train_examples", partition=ds)
+    pinned = meta.get("train_examples_version") if str(meta.get("trained_ds")) == ds else None
+    examples = lake.read("train_examples", partition=ds, version=int(pinned) if pinned is not None else None)
     if examples.num_rows == 0:
         raise EmptyInputError(f"train_examples has no rows for ds={ds}; run `seqrec featurize --ds {ds}` first")
     inputs = build_inputs(

@@ -1,27 +1,25 @@
-"""The model folder that scoring and evaluation load without importing `training` (see lake/registry.py).
+"""Write a trained model as the registered version's files (the contract is lake/artifacts.py).
 
-``scorer.pt2``: torch.export of sequences ``[B, L]`` -> user vectors ``[B, H]`` (dynamic B, L = max_len), or
-``scorer.pt`` (TorchScript) if export fails; ``item_embeddings.pt``: ``[V, H]``; ``weights.pt``: the model's
-state dict, to rebuild the model in Python (fine-tuning, debugging).
+``scorer.pt2``: torch.export of sequences ``[B, L]`` -> user vectors ``[B, H]`` (dynamic B, L = max_len),
+saved without example inputs so the archive holds no pickled entry; ``item_embeddings.safetensors``: ``[V, H]``;
+``weights.safetensors``: the model's state dict, to rebuild the model in Python (fine-tuning, debugging).
+A model that torch.export cannot capture is an error: there is no fallback format that could run code.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from lake import artifacts
 from lake.schemas import PAD_INDEX
 from training.losses import FIRST_ITEM
 from training.models import SequentialRecommender
 
 __all__ = ["UserEncoder", "write_model_folder"]
-
-log = logging.getLogger(__name__)
-
 
 class UserEncoder(nn.Module):
     """What the scorer program computes: the model's state at the last step, in float32."""
@@ -38,24 +36,15 @@ class UserEncoder(nn.Module):
 
 def write_model_folder(model: SequentialRecommender, folder: Path, max_len: int) -> Path:
     """Write scorer, item embeddings and weights of ``model`` (copied to CPU, eval mode) into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).cpu().eval()
     with torch.no_grad():
-        torch.save(model.item_embeddings().detach().float().contiguous().clone(), folder / "item_embeddings.pt")
-    torch.save(model.state_dict(), folder / "weights.pt")
-    encoder = UserEncoder(model).eval()
+        embeddings = model.item_embeddings()
     example = _example_inputs(max_len)
-    try:
-        batch = torch.export.Dim("batch", min=1)
-        program = torch.export.export(encoder, example, dynamic_shapes=tuple({0: batch} for _ in example))
-        torch.export.save(program, folder / "scorer.pt2")
-        return folder / "scorer.pt2"
-    except Exception as exc:  # export rejects some graphs; TorchScript is the registry's documented fallback
-        log.warning("torch.export failed (%s); writing a TorchScript scorer instead", exc)
-        with torch.no_grad():
-            traced = torch.jit.trace(encoder, example, check_trace=False)
-        traced.save(str(folder / "scorer.pt"))
-        return folder / "scorer.pt"
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(UserEncoder(model).eval(), example,
+                                  dynamic_shapes=tuple({0: batch} for _ in example))
+    artifacts.save(folder, program, embeddings, model.state_dict())
+    return folder / artifacts.SCORER
 
 
 def _example_inputs(max_len: int) -> tuple[torch.Tensor, ...]:

@@ -1,4 +1,5 @@
-"""The quality gate: approve a candidate model (move the ``champion`` alias to it) unless it is worse.
+"""The quality gate: approve a candidate model unless it is worse than the champion. Approval is a tag on the
+version; publish moves the ``champion`` alias once the candidate's recommendations are live.
 
 The candidate is blocked when its metric (NDCG@10 by default) falls below the current champion's by more
 than the configured tolerance. With ``gate.source: evaluate`` both models are scored now on the validation
@@ -46,7 +47,7 @@ class GateSettings:
 class GateDecision:
     approved: bool
     model_version: str
-    champion: str  # the champion after the decision
+    serve: str  # the version to score with: the approved candidate, else the champion
     previous_champion: str | None
     metric: str
     candidate_value: float | None
@@ -57,9 +58,10 @@ class GateDecision:
     def verdict(self) -> str:
         return "approved" if self.approved else "blocked"
 
-    def summary_line(self) -> str:
-        """The machine-readable line the CLI prints last."""
-        return f"gate={self.verdict} model_version={self.model_version} champion={self.champion}"
+    def summary(self) -> dict[str, str | None]:
+        """What the CLI prints last, as one JSON line (the DAG's XCom)."""
+        return {"gate": self.verdict, "model_version": self.model_version, "serve": self.serve,
+                "champion": self.previous_champion}
 
 
 def decide(candidate_value: float, champion_value: float, settings: GateSettings) -> tuple[bool, str]:
@@ -109,7 +111,8 @@ def _evaluated_values(config: Config, lake: Lake, candidate: str, champion: str,
 
 
 def gate(config: Config, model: str, *, ds: str | None = None, lake: Lake | None = None) -> GateDecision:
-    """Approve or block registered version ``model``; on approval move ``champion`` to it.
+    """Approve or block registered version ``model``. Approval is a tag on the version; ``champion`` moves
+    only when publish has switched ``recommendations_latest`` to that model's output (lake/registry.py).
 
     Args:
         config: user configuration; the ``gate`` section is read from training/evaluate_defaults.yaml.
@@ -117,10 +120,10 @@ def gate(config: Config, model: str, *, ds: str | None = None, lake: Lake | None
         ds: with ``gate.source: evaluate``, the day whose validation rows both models are scored on
             (the candidate's trained_ds by default).
     Returns:
-        The decision; the ``models`` mirror table is refreshed either way.
+        The decision. Nothing is decided on a registry that cannot answer: a RegistryError propagates.
     """
     from lake import ModelNotFoundError
-    from lake.registry import CHAMPION, find, mirror_to_table, promote
+    from lake.registry import CHAMPION, approve, find
 
     settings = GateSettings.from_config(config)
     lake = lake or Lake.from_config(config)
@@ -145,12 +148,11 @@ def gate(config: Config, model: str, *, ds: str | None = None, lake: Lake | None
         approved, reason = decide(candidate_value, champion_value, settings)
         reason = f"{reason}; {where}"
     if approved and (champion is None or champion.version != card.version):
-        promote(config, card.version, alias=CHAMPION)
-    mirror_to_table(config, lake)
+        approve(config, card.version, ds or str(card.meta.get("trained_ds", "")))
     return GateDecision(
         approved=approved,
         model_version=card.version,
-        champion=card.version if approved else champion.version,  # type: ignore[union-attr]
+        serve=card.version if approved else champion.version,  # type: ignore[union-attr]
         previous_champion=champion.version if champion else None,
         metric=settings.metric,
         candidate_value=candidate_value,

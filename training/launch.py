@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -26,26 +28,37 @@ import pyarrow.compute as pc
 
 from lake import Config, ConfigError, Lake, SeqrecError, registry
 from lake.registry import ModelCard
+from lake.storage import split_secrets
 from training.checkpoint import Checkpoints
 from training.data import user_shard
 from training.settings import TrainSettings, train_settings
-from training.worker import PINNED_TABLES, TrainRequest, checkpoint_folder, train
+from training.worker import PINNED_TABLES, SECRETS_FILE_ENV, TrainRequest, checkpoint_folder, train
 
 __all__ = ["horovodrun_command", "launch", "plan"]
 
 log = logging.getLogger(__name__)
 
 
-def launch(config: Config, ds: str, *, resume: bool = False) -> ModelCard:
+def launch(config: Config, ds: str, *, resume: bool = False, run_key: str | None = None) -> ModelCard:
     """Train for ``ds`` with the workers ``train.num_proc`` / ``hosts`` / ``launcher`` ask for.
 
     Args:
         config: user configuration (the `train:` section is read from it).
         ds: the logical date whose train_examples partition to train on.
         resume: continue from the last checkpoint of this ds and model type, if there is one.
+        run_key: the scheduler's id of this training task's run (e.g. Airflow's dag run id); when a version
+            was already registered under it (a retry after a later failure), that version is returned and
+            nothing is trained again.
     """
+    if run_key:
+        done = registry.find_by_run_key(config, run_key)
+        if done is not None:
+            log.info("model version %s was already registered for run %s: not training again", done.version,
+                     run_key)
+            registry.mirror_to_table(config, Lake.from_config(config))
+            return done
     settings = train_settings(config)
-    request = plan(config, settings, ds, resume=resume)
+    request = replace(plan(config, settings, ds, resume=resume), run_key=run_key)
     settings = replace(settings, num_proc=workers_with_data(config, request, settings.num_proc))
     if settings.launcher == "spark":
         return _on_spark(config, settings, request)
@@ -115,8 +128,17 @@ def horovodrun_command(settings: TrainSettings, request: TrainRequest, overrides
 def _with_horovodrun(config: Config, settings: TrainSettings, request: TrainRequest) -> ModelCard:
     command = horovodrun_command(settings, request, dict(config.overrides))
     log.info("starting %d workers on %s", settings.num_proc, settings.hosts or "this machine")
-    # workers log to our stderr: stdout stays for the final model_version line
-    finished = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, check=False)
+    # horovodrun's gloo launcher starts every worker as `env K=V ... python ...`, the whole environment on
+    # the command line, where `ps` shows it: credentials go to the workers in a private file instead.
+    environ, secrets = split_secrets(os.environ)
+    with tempfile.TemporaryDirectory(prefix="seqrec-secrets-") as private:  # mode 0700
+        if secrets:
+            path = Path(private) / "environ.json"
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(secrets))
+            environ[SECRETS_FILE_ENV] = str(path)
+        # workers log to our stderr: stdout stays for the final JSON line
+        finished = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, env=environ, check=False)
     if finished.returncode != 0:
         raise SeqrecError(
             f"training workers failed (horovodrun exit code {finished.returncode}); the worker output above says why"

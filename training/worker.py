@@ -44,13 +44,15 @@ class TrainRequest:
     """What the launcher decides once for all workers: the ds, the pinned table versions, resume or not.
 
     ``launch_id`` tags the MLflow run and the registered version, so a launcher finds the version its
-    workers registered even when rank 0 ran on another host.
+    workers registered even when rank 0 ran on another host. ``run_key`` (the scheduler's run of the training
+    task) makes registration idempotent: a retried task gets back the version its first try registered.
     """
 
     ds: str
     launch_id: str
     versions: dict[str, int]
     resume: bool = False
+    run_key: str | None = None
 
     def encode(self) -> str:
         return base64.urlsafe_b64encode(json.dumps(asdict(self)).encode()).decode()
@@ -96,7 +98,7 @@ def train(config: Config, request: TrainRequest) -> ModelCard | None:
         if not workers.is_chief:
             return None
         meta = _meta(settings, request, vocab, fingerprint, progress, workers)
-        card = _publish(config, lake, model, settings, meta, run_id)
+        card = _publish(config, lake, model, settings, meta, run_id, request.run_key)
     log.info("registered %s version %s (%s, valid NDCG@10 %.4f)", card.name, card.version, settings.model_type,
              progress.best_score)
     return card
@@ -198,13 +200,13 @@ def _meta(settings: TrainSettings, request: TrainRequest, vocab: VocabSizes, fin
 
 
 def _publish(config: Config, lake: Lake, model: SequentialRecommender, settings: TrainSettings,
-             meta: dict[str, Any], run_id: str) -> ModelCard:
+             meta: dict[str, Any], run_id: str, run_key: str | None) -> ModelCard:
     """Export, register (inside the run), move the folder to ``<model_store>/v<N>`` and mirror to `models`."""
     store = model_store(config, settings)
     staging = store / f".staging-{run_id}"
     shutil.rmtree(staging, ignore_errors=True)
     write_model_folder(model, staging, settings.max_len)
-    card = registry.register(config, staging, meta, run_id=run_id)
+    card = registry.register(config, staging, meta, run_id=run_id, run_key=run_key)
     final = store / f"v{card.version}"
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
@@ -236,6 +238,25 @@ def train_in_spark_task(overrides: dict[str, Any], request: str) -> str | None:
     return card.version if card is not None else None
 
 
+SECRETS_FILE_ENV = "SEQREC_SECRETS_FILE"
+
+
+def load_secrets() -> None:
+    """Credentials the launcher kept off the command line (training.launch), from its 0600 file. A worker on
+    another host has no such file and uses that host's own credentials (its environment or role)."""
+    path = os.environ.get(SECRETS_FILE_ENV)
+    if not path:
+        return
+    try:
+        secrets = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        log.info("no credentials file %s on this host: using its own environment or role", path)
+        return
+    for name, value in secrets.items():
+        os.environ.setdefault(name, value)
+    log.info("read %d credential variable(s) from the launcher's file", len(secrets))
+
+
 def main() -> None:
     """`python -m training.worker --request R --overrides O`, as horovodrun starts each worker."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -243,6 +264,7 @@ def main() -> None:
     parser.add_argument("--overrides", required=True, help="config overrides, base64 JSON (from the launcher)")
     args = parser.parse_args()
     _log_to_stderr()
+    load_secrets()
     overrides = json.loads(base64.urlsafe_b64decode(args.overrides))
     try:
         train(Config(overrides, source="launcher"), TrainRequest.decode(args.request))

@@ -1,4 +1,5 @@
-"""`seqrec train`: flags, the last stdout line Airflow reads, clear failures, and resuming a killed run."""
+"""`seqrec train`: flags, the JSON line Airflow reads, clear failures, idempotent retries, resuming a killed
+run."""
 
 from __future__ import annotations
 
@@ -54,10 +55,36 @@ def test_the_last_line_names_the_registered_version(config: Config, lake: Lake, 
         [sys.executable, "-m", "jobs.train", "--ds", DS, "--config", str(config_file(config, tmp_path)),
          "--model-type", "gru", "--epochs", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    last = finished.stdout.strip().splitlines()[-1]
-    assert last.startswith("model_version=")
-    card = registry.find(config, version=last.removeprefix("model_version="), alias=None)
+    last = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert last == {"model_version": last["model_version"], "trained_ds": DS, "run_key": None}
+    card = registry.find(config, version=last["model_version"], alias=None)
     assert card is not None and card.meta["model_type"] == "gru"
+
+
+def test_a_retry_after_the_mirror_write_failed_registers_nothing_new(config: Config, lake: Lake,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.train import run
+
+    write_tiny_lake(lake)
+    tiny = tiny_config(config, num_proc=1, epochs=1, model_type="gru")
+    calls = []
+
+    def fail_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the models table's storage went away")
+        return real(*args, **kwargs)
+
+    real = registry.mirror_to_table
+    monkeypatch.setattr(registry, "mirror_to_table", fail_once)
+    with pytest.raises(OSError, match="went away"):
+        run(tiny, DS, run_key="seqrec_nightly/scheduled__2017-11-26")
+    assert [c.version for c in registry.list_versions(tiny)] == ["1"]  # registered, then the mirror failed
+
+    retried = run(tiny, DS, run_key="seqrec_nightly/scheduled__2017-11-26")
+    assert retried.version == "1" and [c.version for c in registry.list_versions(tiny)] == ["1"]
+    assert [m["model_version"] for m in lake.read("models").to_pylist()] == ["1"]
+    assert run(tiny, DS, run_key="another run").version == "2"  # another key trains anew
 
 
 @pytest.mark.slow
@@ -79,7 +106,7 @@ def test_a_run_killed_after_an_epoch_resumes_and_finishes(config: Config, lake: 
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     assert f"resuming after epoch {killed_after}" in stderr
-    version = stdout.strip().splitlines()[-1].removeprefix("model_version=")
+    version = json.loads(stdout.strip().splitlines()[-1])["model_version"]
     card = registry.find(config, version=version, alias=None)
     assert card is not None and card.meta["epochs_trained"] == killed_after + 2
     steps = [step for step, _ in metric_history(config, card.run_id, "train_loss")]

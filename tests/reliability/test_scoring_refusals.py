@@ -39,7 +39,7 @@ def unknown_version(config: Config, lake: Lake, tmp_path: Path) -> tuple[Config,
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    (no_model_registered, "no registered model with a 'champion' alias"),
+    (no_model_registered, "no model was champion or approved on 2017-11-30"),
     (vocabulary_reindexed, "trained on a different item vocabulary"),
     (unknown_version, "no registered model with version 99"),
 ])

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 from lake import Config, Lake, load_config
+from lake.artifacts import META, MODEL_FILES, ModelFiles, digests, save
 from lake.registry import ModelCard
 from lake.schemas import BEHAVIOUR_INDEX, spec
 from lake.vocab import vocab_fingerprint
@@ -40,7 +41,7 @@ def vocab_table() -> pa.Table:
 
 
 def build_model_dir(folder: Path, embeddings: list[list[float]] = EMBEDDINGS) -> dict:
-    """scorer.pt2 (sum of item embeddings over the sequence) + item_embeddings.pt; returns the meta."""
+    """A model folder (lake.artifacts): sum of item embeddings over the sequence; returns the meta."""
     import torch
 
     class SumOfItems(torch.nn.Module):
@@ -55,33 +56,31 @@ def build_model_dir(folder: Path, embeddings: list[list[float]] = EMBEDDINGS) ->
     example = tuple(torch.zeros(2, MAX_LEN, dtype=torch.int64) + k for k in range(4))  # distinct tensors
     batch = torch.export.Dim("batch")
     program = torch.export.export(SumOfItems(table), example, dynamic_shapes=({0: batch},) * 4)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(folder / "scorer.pt2"))
-    torch.save(table, folder / "item_embeddings.pt")
+    save(folder, program, table, {"items.weight": table})
     return {"model_type": "sum_of_items", "max_len": MAX_LEN, "item_vocab_size": MODEL_VOCAB_SIZE,
             "vocab_fingerprint": vocab_fingerprint(vocab_table(), MODEL_VOCAB_SIZE), "trained_ds": "2017-12-02"}
 
 
-def model_files(folder: Path):
+def model_files(folder: Path) -> ModelFiles:
     """ModelFiles for the tiny model without a registry (for executor-side unit tests)."""
-    from scoring.model import ModelFiles
-
     meta = build_model_dir(folder)
-    card = ModelCard(name="seqrec", version="1", run_id="", meta=meta)
-    return ModelFiles(card, "scorer.pt2", (folder / "scorer.pt2").read_bytes(),
-                      (folder / "item_embeddings.pt").read_bytes(), json.loads(json.dumps(meta)))
+    (folder / META).write_text(json.dumps(meta))
+    card = ModelCard(name="seqrec", version="1", run_id="", meta=meta,
+                     tags={"seqrec.sha256": json.dumps(digests(folder))})
+    return ModelFiles(card, {name: (folder / name).read_bytes() for name in MODEL_FILES})
 
 
 def register_model(config: Config, folder: Path, *, champion: bool = True) -> str:
     import mlflow
 
-    from lake.registry import experiment_id, promote, register, tracking
+    from lake.registry import approve, experiment_id, promote, register, tracking
 
     meta = build_model_dir(folder)
     with tracking(config):
         run = mlflow.MlflowClient().create_run(experiment_id(config))
     card = register(config, folder, meta, run_id=run.info.run_id)
     if champion:
+        approve(config, card.version, meta["trained_ds"])
         promote(config, card.version)
     return card.version
 
@@ -114,7 +113,7 @@ T = dt.datetime(2017, 12, 3, 4, tzinfo=dt.UTC)
 
 def event(user: int, index: int, behaviour: str = "click", ds: str = DS) -> dict:
     return {"user_id": user, "item_id": item_id(index), "category_id": 7, "behaviour": behaviour,
-            "event_time": T, "source_file": "test.csv", "ds": ds}
+            "event_time": T, "source_file": "test.csv", "drop_id": "test", "ds": ds}
 
 
 def write_events(lake: Lake, rows: list[dict]) -> None:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lake import Config, Lake, ModelNotFoundError
-from lake.registry import load_scorer
-from scoring.model import fetch_model_files, load_scorer_from_files, select_model
+from lake.artifacts import fetch, load, load_model
+from scoring.model import select_model
 from tests.scoring.conftest import MODEL_VOCAB_SIZE, register_model, vocab_table
 
 
@@ -40,7 +40,7 @@ def test_without_a_champion_only_a_named_version_is_used(config: Config, tmp_pat
     register_model(config, tmp_path / "model", champion=False)
     lake = Lake.from_config(config)
     lake.write("item_vocab", vocab_table(), mode="overwrite")
-    with pytest.raises(ModelNotFoundError, match="'champion' alias.*seqrec gate"):
+    with pytest.raises(ModelNotFoundError, match="'champion' alias.*seqrec gate.*publish"):
         select_model(config, lake)
     assert select_model(config, lake, version="1").version == "1"
 
@@ -52,9 +52,9 @@ def _card(config: Config, version: str):
 
 
 def test_files_loaded_from_bytes_score_like_the_registry_loader(scoring_config: Config):
-    files = fetch_model_files(scoring_config, _card(scoring_config, "1"))
-    from_bytes = load_scorer_from_files(files)
-    reference = load_scorer(scoring_config, version="1")
+    files = fetch(scoring_config, _card(scoring_config, "1"))
+    from_bytes = load(files)
+    reference = load_model(scoring_config, "1")
     items = torch.tensor([[0, 0, 3, 2], [0, 5, 6, 7]])
     others = [torch.ones_like(items) for _ in range(3)]
     assert torch.equal(from_bytes.encode(items, *others), reference.encode(items, *others))

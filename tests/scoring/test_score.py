@@ -24,7 +24,8 @@ from tests.scoring.conftest import (
     write_world,
 )
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.both_backends]
+# delta-spark: the rerun and failure tests below; row-for-row equality in tests/cluster/test_standalone.py.
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 NOW = dt.datetime(2017, 12, 4, 1, 30, tzinfo=dt.UTC)
 
 
@@ -80,6 +81,7 @@ def test_category_cap_and_short_lists_in_the_job(scoring_config: Config, spark):
     assert all(lake.read("recommendations").column("short_list").to_pylist())
 
 
+@pytest.mark.both_backends
 def test_rerunning_a_ds_leaves_exactly_one_copy(scoring_config: Config, spark):
     lake = Lake.from_config(scoring_config)
     write_world(lake)
@@ -98,6 +100,7 @@ def test_rerunning_a_ds_leaves_exactly_one_copy(scoring_config: Config, spark):
     assert lake.read("recommendations", partition="2017-12-02").num_rows > 0, "other days untouched"
 
 
+@pytest.mark.both_backends
 def test_a_failure_mid_job_leaves_the_previous_version_and_latest_untouched(scoring_config: Config, spark):
     lake = Lake.from_config(scoring_config)
     write_world(lake)

@@ -96,6 +96,7 @@ def register_model(config: Config, tmp_path: Path, user_table: torch.Tensor, *, 
     """Export, log and register a LastItemLookup model; returns its version."""
     import mlflow
 
+    from lake.artifacts import save
     from lake.registry import experiment_id, register, tracking
 
     item_embeddings = torch.eye(VOCAB)  # [V, H = V]
@@ -105,8 +106,7 @@ def register_model(config: Config, tmp_path: Path, user_table: torch.Tensor, *, 
     examples = tuple(torch.randint(0, VOCAB, (3, MAX_LEN)) for _ in range(4))
     batch = torch.export.Dim("batch")
     program = torch.export.export(LastItemLookup(user_table), examples, dynamic_shapes=({0: batch},) * 4)
-    torch.export.save(program, str(model_dir / "scorer.pt2"))
-    torch.save(item_embeddings, model_dir / "item_embeddings.pt")
+    save(model_dir, program, item_embeddings, {"user_table": user_table})
     with tracking(config), mlflow.start_run(experiment_id=experiment_id(config)) as run:
         for epoch, values in enumerate(curves or []):
             mlflow.log_metrics(values, step=epoch)

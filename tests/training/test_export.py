@@ -1,4 +1,5 @@
-"""The exported model folder: scorer programs reproduce the model's user vectors for any batch size."""
+"""The exported model folder: the scorer program reproduces the model's user vectors for any batch size,
+and the folder holds only data: no pickled entry, no fallback program format."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from lake import Config
+from lake.artifacts import check_export_archive
 from tests.training.conftest import tiny_config
 from tests.training.models.test_base import VOCAB, random_batch
 from training.export import write_model_folder
@@ -31,14 +34,16 @@ def test_exported_program_matches_the_model(config: Config, tmp_path: Path, mode
         batch = random_batch(size=size, length=10, seed=size)
         with torch.no_grad():
             assert torch.allclose(program(*batch.inputs()), model.user_vectors(batch), atol=1e-5)
-    embeddings = torch.load(tmp_path / "item_embeddings.pt", weights_only=True)
+    embeddings = load_file(tmp_path / "item_embeddings.safetensors")["item_embeddings"]
     assert torch.equal(embeddings, model.item_embeddings().detach())
     rebuilt = build_model(settings, VOCAB)
-    rebuilt.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    rebuilt.load_state_dict(load_file(tmp_path / "weights.safetensors"))
     assert torch.equal(rebuilt.item_embeddings(), model.item_embeddings())
+    check_export_archive(scorer.read_bytes(), what="the exported model")  # no pickled entry
 
 
-def test_torchscript_when_export_fails(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_export_cannot_capture_is_an_error_not_a_fallback(config: Config, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     settings = train_settings(tiny_config(config, max_len=10))
     model = build_model(settings, VOCAB).eval()
 
@@ -46,9 +51,6 @@ def test_torchscript_when_export_fails(config: Config, tmp_path: Path, monkeypat
         raise RuntimeError("unsupported operator")
 
     monkeypatch.setattr(torch.export, "export", refuse)
-    scorer = write_model_folder(model, tmp_path, settings.max_len)
-    assert scorer.name == "scorer.pt" and not (tmp_path / "scorer.pt2").exists()
-    program = torch.jit.load(str(scorer))
-    batch = random_batch(size=5, length=10)
-    with torch.no_grad():
-        assert torch.allclose(program(*batch.inputs()), model.user_vectors(batch), atol=1e-5)
+    with pytest.raises(RuntimeError, match="unsupported operator"):
+        write_model_folder(model, tmp_path, settings.max_len)
+    assert not (tmp_path / "scorer.pt").exists() and not (tmp_path / "scorer.pt2").exists()

@@ -1,7 +1,9 @@
-"""The quality gate: the first model passes, a deliberately worse one is blocked, the CLI says so."""
+"""The quality gate: the first model passes, a deliberately worse one is blocked, the CLI says so. The gate
+only approves; `published` stands in for publish, which moves the champion alias (tests/scoring cover it)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,32 +43,46 @@ def _champion(config: Config) -> str | None:
     return card.version if card else None
 
 
+def published(config: Config, version: str) -> None:
+    """What publish does once an approved model's recommendations are live."""
+    from lake.registry import promote
+
+    promote(config, version)
+
+
+def _approved(config: Config, version: str) -> bool:
+    from lake.registry import find
+
+    return find(config, version=version).approved
+
+
 def test_first_model_is_approved_and_a_worse_one_blocked(gate_config: Config, lake: Lake, tmp_path: Path):
     write_dataset(lake)
     good = register_model(gate_config, tmp_path, oracle_table())
     first = gate(gate_config, good)
-    assert first.approved and first.champion == good and first.previous_champion is None
-    assert first.summary_line() == f"gate=approved model_version={good} champion={good}"
-    assert _champion(gate_config) == good
+    assert first.approved and first.serve == good and first.previous_champion is None
+    assert first.summary() == {"gate": "approved", "model_version": good, "serve": good, "champion": None}
+    assert _champion(gate_config) is None and _approved(gate_config, good)  # champion moves at publish
+    published(gate_config, good)
 
     worse = register_model(gate_config, tmp_path, oracle_table(-1.0))
     blocked = gate(gate_config, worse)
-    assert not blocked.approved
-    assert blocked.summary_line() == f"gate=blocked model_version={worse} champion={good}"
+    assert not blocked.approved and not _approved(gate_config, worse)
+    assert blocked.summary() == {"gate": "blocked", "model_version": worse, "serve": good, "champion": good}
     assert blocked.candidate_value == pytest.approx(0.0) and blocked.champion_value == pytest.approx(1.0)
     assert _champion(gate_config) == good
-
-    mirror = lake.read("models").to_pylist()
-    assert {(r["model_version"], r["aliases"]) for r in mirror} == {(good, "champion"), (worse, "")}
 
 
 def test_an_equal_model_passes_and_takes_over(gate_config: Config, lake: Lake, tmp_path: Path):
     write_dataset(lake)
     first = register_model(gate_config, tmp_path, oracle_table())
     gate(gate_config, first)
+    published(gate_config, first)
     second = register_model(gate_config, tmp_path, oracle_table())
     decision = gate(gate_config, second)
-    assert decision.approved and decision.previous_champion == first and _champion(gate_config) == second
+    assert decision.approved and decision.previous_champion == first and decision.serve == second
+    assert _champion(gate_config) == first
+    published(gate_config, second)
     assert gate(gate_config, second).reason == "it already is the champion"
 
 
@@ -76,8 +92,10 @@ def test_meta_source_compares_recorded_validation_metrics(gate_config: Config, l
     table = torch.zeros(VOCAB, VOCAB)  # never scored with source=meta
     champion = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.40})
     gate(config, champion)
+    published(config, champion)
     within = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.381})
     assert gate(config, within).approved
+    published(config, within)
     beyond = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.35})
     assert not gate(config, beyond).approved and _champion(config) == within
     unknown = register_model(config, tmp_path, table)
@@ -96,10 +114,32 @@ def test_cli_prints_blocked_and_a_machine_readable_last_line(gate_config: Config
     runner = CliRunner()
     approved = runner.invoke(app, ["gate", "--model", good, "--config", str(config_file)])
     assert approved.exit_code == 0, approved.output
+    published(gate_config, good)
     blocked = runner.invoke(app, ["gate", "--model", worse, "--config", str(config_file)])
     assert blocked.exit_code == 0, blocked.output
     lines = blocked.stdout.strip().splitlines()
-    assert lines[-1] == f"gate=blocked model_version={worse} champion={good}"
-    assert any(line.startswith(f"BLOCKED: model {worse} is not promoted; model {good} stays") for line in lines)
+    assert json.loads(lines[-1]) == {"gate": "blocked", "model_version": worse, "serve": good, "champion": good}
+    assert any(line.startswith(f"BLOCKED: model {worse} is not served; model {good} stays") for line in lines)
     missing = runner.invoke(app, ["gate", "--model", "99", "--config", str(config_file)])
     assert missing.exit_code == 2
+
+
+def test_a_registry_that_cannot_answer_fails_the_gate_and_promotes_nothing(gate_config: Config, lake: Lake,
+                                                                           tmp_path: Path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from lake import RegistryError
+
+    write_dataset(lake)
+    candidate = register_model(gate_config, tmp_path, oracle_table())
+
+    def locked(*args, **kwargs):  # what MLflow makes of SQLite's "database is locked"
+        raise mlflow.exceptions.MlflowException("(sqlite3.OperationalError) database is locked",
+                                                error_code="INTERNAL_ERROR")
+
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", locked)
+    with pytest.raises(RegistryError, match="could not answer.*database is locked"):
+        gate(gate_config, candidate)
+    monkeypatch.undo()
+    assert _champion(gate_config) is None and not _approved(gate_config, candidate)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -19,6 +23,33 @@ from training.settings import train_settings
 from training.worker import TrainRequest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+class ArgvWatcher(threading.Thread):
+    """Polls every process's command line while the block runs; records the ones that contain ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(daemon=True)
+        self.needle, self.leaks, self.done = needle, [], threading.Event()
+        self.workers: set[int] = set()  # pids of training workers seen running
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for process in psutil.process_iter(["pid", "cmdline"]):
+                command = " ".join(process.info["cmdline"] or [])
+                if "training.worker" in command:
+                    self.workers.add(process.info["pid"])
+                if self.needle in command:
+                    self.leaks.append(command[:200])
+            time.sleep(0.05)
+
+    def __enter__(self) -> ArgvWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.join()
 
 
 def test_plan_pins_the_current_table_versions(config: Config, lake: Lake, tiny_data: TinyData) -> None:
@@ -63,9 +94,16 @@ def test_horovodrun_command_runs_the_worker_module(config: Config) -> None:
 @pytest.mark.slow
 @pytest.mark.horovod
 def test_two_gloo_workers_learn_and_end_with_identical_weights(config: Config, lake: Lake, tiny_data: TinyData,
-                                                               capfd: pytest.CaptureFixture[str]) -> None:
-    card = launch(tiny_config(config, num_proc=2, epochs=3, patience=10), DS)
+                                                               capfd: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sentinel-secret-4f1c9a"  # a credential in the launcher's environment must never reach an argv
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    with ArgvWatcher(secret) as watcher:
+        card = launch(tiny_config(config, num_proc=2, epochs=3, patience=10), DS)
+    assert len(watcher.workers) >= 2 and watcher.leaks == []
     output = capfd.readouterr().err
+    # both workers got the credentials (the test session's own PYSPARK_GATEWAY_SECRET travels the same way)
+    assert len(re.findall(r"read \d+ credential variable\(s\) from the launcher's file", output)) == 2
     digests = dict(re.findall(r"worker (\d) of 2: final weights sha256 (\w+)", output))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     losses = [value for _, value in metric_history(config, card.run_id, "train_loss")]
@@ -89,6 +127,6 @@ def test_spark_launcher_runs_workers_in_spark_tasks(config: Config, lake: Lake, 
          "--launcher", "spark"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    version = finished.stdout.strip().splitlines()[-1].removeprefix("model_version=")
+    version = json.loads(finished.stdout.strip().splitlines()[-1])["model_version"]
     card = registry.find(config, version=version, alias=None)
     assert card is not None and card.meta["world_size"] == 2

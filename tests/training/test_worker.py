@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from lake import Config, Lake, registry
+from lake.artifacts import MODEL_FILES, digests, load_model
 from lake.vocab import item_vocab_fingerprint
 from tests.training.conftest import DS, TinyData, tiny_config
 from training.data import ExampleSource, TrainExamples
@@ -35,7 +37,7 @@ def metric_history(config: Config, run_id: str, key: str) -> list[tuple[int, flo
 
 def valid_ndcg_from_the_registered_files(config: Config, lake: Lake, version: str, max_len: int) -> float:
     """Recompute validation NDCG@10 from the exported scorer and item embeddings alone."""
-    scorer = registry.load_scorer(config, version=version)
+    scorer = load_model(config, version)
     source = ExampleSource.from_lake(lake, DS, version=lake.version("train_examples"), max_len=max_len)
     columns = [torch.from_numpy(np.stack(c)) for c in zip(*TrainExamples(source, "valid"), strict=True)]
     items, behaviours, categories, gaps, targets = columns
@@ -70,7 +72,8 @@ def test_a_run_registers_a_complete_model(config: Config, lake: Lake, tiny_data:
     assert models[0]["valid_ndcg_at_10"] == pytest.approx(meta["valid_ndcg@10"])
 
     folder = Path(config.lake.root) / "_models" / "seqrec" / f"v{card.version}"
-    assert {"scorer.pt2", "item_embeddings.pt", "weights.pt", "meta.json"} <= {p.name for p in folder.iterdir()}
+    assert set(MODEL_FILES) <= {p.name for p in folder.iterdir()}
+    assert card.sha256 == digests(folder) and json.loads(models[0]["artifact_sha256"]) == card.sha256
     # the files hold the best epoch's weights: they reproduce the recorded validation NDCG
     recomputed = valid_ndcg_from_the_registered_files(config, lake, card.version, max_len=16)
     assert recomputed == pytest.approx(meta["valid_ndcg@10"], abs=1e-6)
