@@ -28,6 +28,19 @@ os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSeri
 BACKENDS = ("delta-rs", "delta-spark")
 
 
+# Tests that share an expensive session fixture run on one xdist worker (`make test` runs two), so the
+# fixture is built once: the reliability pipeline and the cluster test bed; the Airflow instances.
+_XDIST_GROUPS = (("pipeline", lambda item: "pipeline" in item.fixturenames or item.get_closest_marker("cluster")),
+                 ("airflow", lambda item: item.get_closest_marker("airflow")))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = next((name for name, belongs in _XDIST_GROUPS if belongs(item)), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "spark_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
         metafunc.parametrize("spark_backend", BACKENDS)

@@ -5,6 +5,7 @@ the same seed and data."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from lake import Config, Lake, registry
 from tests.cluster.conftest import REPO, StandaloneCluster, spark_submit
@@ -34,12 +36,12 @@ def seqrec_train(config: Config, workdir: Path, *args: str, on: list[str] | None
     command = [*(on or []), str(Path(sys.executable).with_name("seqrec")), "train", "--ds", DS, *args]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    return done.stdout.strip().splitlines()[-1].removeprefix("model_version="), done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])["model_version"], done.stderr
 
 
 def weights(config: Config, version: str) -> dict[str, torch.Tensor]:
     folder = Path(config.lake.root) / "_models" / registry.MODEL_NAME / f"v{version}"
-    return torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+    return load_file(folder / "weights.safetensors")
 
 
 def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -83,7 +85,7 @@ def test_horovod_on_spark_runs_a_rank_on_each_standalone_worker(training: tuple[
     apps_before = [len(standalone_cluster.app_folders(w)) for w in (1, 2)]
     done = spark_submit("train", ["--ds", DS, "--launcher", "spark", "--np", "2"], config=config,
                         master=standalone_cluster.master, workdir=tmp_path)
-    version = done.stdout.strip().splitlines()[-1].removeprefix("model_version=")
+    version = json.loads(done.stdout.strip().splitlines()[-1])["model_version"]
 
     # each worker launched an executor for the job, and each rank logged the same final weights
     assert [len(standalone_cluster.app_folders(w)) - before for w, before in zip((1, 2), apps_before, strict=True)] \

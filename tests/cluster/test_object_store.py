@@ -66,7 +66,13 @@ def test_the_nightly_job_runs_on_the_object_store_through_both_backends(s3_serve
         assert any(key.startswith(f"{backend}/mlflow-artifacts/") and key.endswith("/scorer.pt2") for key in keys)
         assert lake.partitions("recommendations") == [DS]
     for name in COMPARED:
-        drop = ("generated_at",) if name.startswith("recommendations") else ("source_file",) if name == "events" else ()
+        drop = ("source_file",) if name == "events" else ()
+        # Each backend trains its own model. Training reads train_examples' files in name order and the
+        # names are random per write, so the two models see the rows in different orders: their lists are
+        # compared for who gets what kind of list, not for the items (tests/cluster/test_standalone.py
+        # compares recommendations exactly, with one model).
+        if name.startswith("recommendations"):
+            drop = ("generated_at", "item_id", "score")
         rows = sorted_rows(lakes["delta-rs"], name, drop=drop)
         assert rows, name
         assert rows == sorted_rows(lakes["delta-spark"], name, drop=drop), name
