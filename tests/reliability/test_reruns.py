@@ -26,7 +26,7 @@ from tests.reliability.harness import sorted_rows
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-BACKFILL = [(dt.date(2017, 11, 25) + dt.timedelta(days=d)).isoformat() for d in range(7)]
+BACKFILL = [(dt.date(2017, 11, 25) + dt.timedelta(days=d)).isoformat() for d in range(4)]
 INGEST_TABLES = ["events", "events_quarantine", "ingest_stats"]
 RUN_CLOCK = ("ingested_at", "generated_at")
 
@@ -85,7 +85,7 @@ def test_featurize_score_and_publish_of_the_same_ds_three_times_are_identical(pi
         assert days_with_rows(first[name]) == [DS_A, DS_B], name
 
 
-def test_a_seven_day_ingest_and_featurize_backfill_run_twice_is_identical(config: Config, spark, tmp_path: Path):
+def test_a_four_day_ingest_and_featurize_backfill_run_twice_is_identical(config: Config, spark, tmp_path: Path):
     source = dirty_sample(tmp_path)
     # the sample's settings (scripts/sample_config.yaml): items seen twice survive k-core
     config = config.with_overrides({"featurize": {"kcore_item_min_events": 2}})
