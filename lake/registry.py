@@ -244,8 +244,9 @@ def resolve(config: Config, reference: str | None = None, *, name: str = MODEL_N
 def served_as_of(config: Config, ds: str, *, name: str = MODEL_NAME) -> ModelCard | None:
     """The model the nightly job serves on ``ds``: a version the gate approved on or before ``ds`` that is newer
     than the champion of ``ds`` (approved, not yet promoted by a publish), else that champion."""
-    champion = champion_as_of(config, ds, name=name)
-    newer = [card for card in list_versions(config, name=name)
+    cards = list_versions(config, name=name)
+    champion = _champion_among(cards, ds)
+    newer = [card for card in cards
              if card.approved and (card.approved_ds or "") <= ds
              and (champion is None or int(card.version) > int(champion.version))]
     return max(newer, key=lambda card: int(card.version)) if newer else champion
@@ -254,13 +255,16 @@ def served_as_of(config: Config, ds: str, *, name: str = MODEL_NAME) -> ModelCar
 def champion_as_of(config: Config, ds: str, *, name: str = MODEL_NAME) -> ModelCard | None:
     """The champion on day ``ds``: the version that publish promoted last on or before ``ds``; the current
     champion when no version records when it was promoted; None when there is no champion at all."""
-    promoted = [card for card in list_versions(config, name=name)
-                if card.champion_since_ds and card.champion_since_ds <= ds]
+    return _champion_among(list_versions(config, name=name), ds)
+
+
+def _champion_among(cards: list[ModelCard], ds: str) -> ModelCard | None:
+    promoted = [card for card in cards if card.champion_since_ds and card.champion_since_ds <= ds]
     if promoted:
         return max(promoted, key=lambda card: (card.champion_since_ds, int(card.version)))
-    if any(card.champion_since_ds for card in list_versions(config, name=name)):
+    if any(card.champion_since_ds for card in cards):
         return None  # every recorded promotion is later than ds: there was no champion yet
-    return find(config, alias=CHAMPION, name=name)
+    return next((card for card in cards if CHAMPION in card.aliases), None)
 
 
 def list_versions(config: Config, *, name: str = MODEL_NAME) -> list[ModelCard]:
