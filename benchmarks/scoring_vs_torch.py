@@ -175,7 +175,7 @@ def main() -> None:
                  "mlflow_artifact_root": str(args.work / "artifacts"), "reports_dir": str(args.work / "reports")},
         "spark": {"master": args.master, "conf": {"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "4",
                                                   "spark.ui.enabled": "false"}},
-        "score": {"top_n": args.top_n},
+        "serve": {"top_n": args.top_n},
     })
     print(f"scoring benchmark: {args.users:,} users x {args.items:,} items, H={args.dim}, N={args.top_n}, "
           f"L={args.seq_len}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

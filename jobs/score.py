@@ -27,11 +27,11 @@ def command(
         "--model", help="Registered model version to score with (default: the quality gate's champion).",
     )] = None,
     top_n: Annotated[int | None, typer.Option(
-        "--top-n", help="Items per user (overrides score.top_n).")] = None,
+        "--top-n", help="Items per user (overrides serve.top_n).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write the top-N recommendations of every active user for DS into `recommendations` (partition DS)."""
-    flags = {"score": {"top_n": top_n}} if top_n is not None else {}
+    flags = {"serve": {"top_n": top_n}} if top_n is not None else {}
     result = run_stage("score", ds, config, lambda cfg: run(cfg.with_overrides(flags), ds, model))
     console.print(
         f"model version {result.model_version}: {result.users:,} users, {result.rows:,} rows "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from lake import Config, Lake, ValidationError
 from lake.registry import CHAMPION, find, mirror_to_table, promote
+from lake.serving import ServingRules
 from scoring.checks import Expectations, validation_failures
 from scoring.inputs import active_users, excluded_pairs
 from scoring.settings import ScoreSettings
@@ -53,6 +54,7 @@ def publish(config: Config, ds: str, *, spark: SparkSession, force: bool = False
     from pyspark.sql import functions as F
 
     settings = ScoreSettings.from_config(config)
+    rules = ServingRules.from_config(config)
     lake = Lake.from_config(config, spark=spark)
     if not lake.exists("recommendations") or ds not in lake.partitions("recommendations"):
         raise ValidationError(f"recommendations has no partition ds={ds}; run `seqrec score --ds {ds}` first")
@@ -77,12 +79,12 @@ def publish(config: Config, ds: str, *, spark: SparkSession, force: bool = False
             f"run `seqrec gate --model {card.version}`, or pass --allow-unapproved")
 
     events = lake.read_spark("events")
-    denied = lake.read_spark("deny_list") if settings.honour_deny_list and lake.exists("deny_list") else None
+    denied = lake.read_spark("deny_list") if rules.honour_deny_list and lake.exists("deny_list") else None
     expected = Expectations(
-        ds=ds, top_n=settings.top_n,
+        ds=ds, top_n=rules.top_n,
         active=active_users(events, ds, settings.active_window_days),
-        excluded_pairs=(excluded_pairs(events, ds, settings.exclude_window_days, settings.exclude_behaviours)
-                        if settings.exclude_behaviours else events.select("user_id", "item_id").limit(0)),
+        excluded_pairs=(excluded_pairs(events, ds, rules.exclude_window_days, rules.exclude_behaviours)
+                        if rules.exclude_behaviours else events.select("user_id", "item_id").limit(0)),
         denied=denied, vocab=lake.read_spark("item_vocab"), item_vocab_size=int(card.meta["item_vocab_size"]),
     )
     failures = validation_failures(rows, expected)

@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 
 from lake.artifacts import ModelFiles, load
 from lake.errors import InputError, ModelNotFoundError
-from lake.schemas import UNKNOWN_INDEX
-from scoring.catalogue import Catalogue
+from lake.sequences import INPUT_COLUMNS as SEQUENCE_COLUMNS
+from lake.sequences import as_unknown_beyond, has_known_item, left_pad
+from lake.serving import Catalogue, served_top
 
 if TYPE_CHECKING:
     import torch
@@ -34,15 +35,11 @@ __all__ = [
     "OUTPUT_SCHEMA",
     "LoadedPlan",
     "RankPlan",
-    "left_pad",
     "load_plan",
     "rank_batch",
-    "rank_within_category",
     "recommend",
-    "top_items",
 ]
 
-SEQUENCE_COLUMNS = ("items", "behaviours", "categories", "gap_buckets")
 INPUT_COLUMNS = ("user_id", *SEQUENCE_COLUMNS, "excluded")
 OUTPUT_SCHEMA = pa.schema([
     pa.field("user_id", pa.int64(), nullable=False),
@@ -112,72 +109,6 @@ def load_plan(plan: RankPlan) -> LoadedPlan:
                       int(category_size) if category_size is not None else None)
 
 
-def left_pad(lists: pa.Array | pa.ChunkedArray, max_len: int) -> np.ndarray:
-    """Variable-length lists (oldest first; null = empty) -> int64 ``[B, max_len]``, the last ``max_len``
-    values of each list right-aligned and 0 (padding) before them."""
-    if isinstance(lists, pa.ChunkedArray):
-        lists = lists.combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)  # [B]
-    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    out = np.zeros((len(lengths), max_len), dtype=np.int64)
-    kept = np.minimum(lengths, max_len)
-    total = int(kept.sum())
-    if total == 0:
-        return out
-    rows = np.repeat(np.arange(len(lengths)), kept)
-    offset_in_row = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
-    first_kept = np.cumsum(lengths) - kept  # where each row's kept tail starts in ``values``
-    source = np.repeat(first_kept, kept) + offset_in_row
-    out[rows, max_len - np.repeat(kept, kept) + offset_in_row] = values[source]
-    return out
-
-
-def rank_within_category(categories: torch.Tensor) -> torch.Tensor:
-    """``[B, K]`` categories of candidates in score order -> ``[B, K]`` how many better candidates of the
-    same category come before each one (0 for the best of its category)."""
-    import torch
-
-    _, width = categories.shape
-    grouped, order = torch.sort(categories, dim=1, stable=True)  # [B, K], score order kept within a category
-    positions = torch.arange(width, device=categories.device).expand_as(grouped)
-    starts = torch.ones_like(grouped, dtype=torch.bool)
-    starts[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
-    group_start = torch.cummax(torch.where(starts, positions, torch.zeros_like(positions)), dim=1).values
-    ranks = torch.empty_like(positions)
-    ranks.scatter_(1, order, positions - group_start)
-    return ranks
-
-
-def top_items(scores: torch.Tensor, n: int, categories: torch.Tensor | None = None,
-              max_per_category: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best ``n`` of ``scores`` ``[B, V]`` (``-inf`` = excluded) per row, at most ``max_per_category`` per
-    category when a cap is given.
-
-    Returns:
-        values ``[B, min(n, V)]`` best first, ``-inf`` in the slots of rows with fewer candidates, and the
-        matching item indexes ``[B, min(n, V)]``.
-    """
-    import torch
-
-    width = scores.shape[1]
-    n = min(n, width)
-    if not max_per_category or categories is None:
-        return torch.topk(scores, n, dim=1)
-    # Greedy in score order is exact, and a prefix of the ranking suffices: widen it only for rows whose
-    # cap discarded too much while candidates remain.
-    k = min(width, 2 * n)
-    while True:
-        values, indexes = torch.topk(scores, k, dim=1)  # [B, k]
-        keep = (values > float("-inf")) & (rank_within_category(categories[indexes]) < max_per_category)
-        done = (keep.sum(dim=1) >= n) | (values[:, -1] == float("-inf"))
-        if k == width or bool(done.all()):
-            break
-        k = min(width, 2 * k)
-    order = torch.argsort((~keep).to(torch.int32), dim=1, stable=True)[:, :n]  # kept first, score order kept
-    values = values.gather(1, order).masked_fill(~keep.gather(1, order), float("-inf"))
-    return values, indexes.gather(1, order)
-
-
 def _exclusions(excluded: pa.Array, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-user excluded item indexes -> (row, item) coordinates inside the catalogue."""
     lengths = pc.fill_null(pc.list_value_length(excluded), 0).to_numpy().astype(np.int64)
@@ -193,12 +124,11 @@ def _rank_group(loaded: LoadedPlan, scores: torch.Tensor, user_ids: np.ndarray, 
     import torch
 
     plan = loaded.plan
-    scores.index_fill_(1, loaded.blocked, float("-inf"))
     rows, items = _exclusions(excluded, plan.catalogue.size)
-    if len(rows):
-        at = (torch.as_tensor(rows, device=loaded.device), torch.as_tensor(items, device=loaded.device))
-        scores[at] = float("-inf")
-    values, indexes = top_items(scores, plan.top_n, loaded.categories, plan.max_per_category)  # [b, n]
+    values, indexes = served_top(
+        scores, loaded.blocked, torch.as_tensor(rows, device=loaded.device),
+        torch.as_tensor(items, device=loaded.device), top_n=plan.top_n, categories=loaded.categories,
+        max_per_category=plan.max_per_category)  # [b, n] each
     values, indexes = values.cpu().numpy(), indexes.cpu().numpy()
     counts = np.isfinite(values).sum(axis=1)  # -inf slots are always last
     total = int(counts.sum())
@@ -233,11 +163,10 @@ def _rank_chunk(loaded: LoadedPlan, chunk: pa.RecordBatch) -> list[pa.RecordBatc
     items = sequences["items"]
     if (items < 0).any():
         raise InputError("user_sequences holds negative item indexes; rebuild them with featurize")
-    # Items indexed after training have no embedding: the model sees them as unknown.
-    items[items >= size] = UNKNOWN_INDEX
+    as_unknown_beyond(items, size)
     if loaded.category_vocab_size is not None:
-        sequences["categories"][sequences["categories"] >= loaded.category_vocab_size] = UNKNOWN_INDEX
-    usable = (items > UNKNOWN_INDEX).any(axis=1)  # [B]: at least one item the model knows
+        as_unknown_beyond(sequences["categories"], loaded.category_vocab_size)
+    usable = has_known_item(items)  # [B]
     user_ids = chunk.column("user_id").to_numpy()
     excluded = chunk.column("excluded")
     out = []

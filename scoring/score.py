@@ -15,13 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from lake import Config, EmptyInputError, InputError, Lake
+from lake import Config, EmptyInputError, Lake
 from lake import errors as lake_errors
 from lake.artifacts import fetch
 from lake.registry import ModelCard
-from scoring.catalogue import Catalogue, build_catalogue
+from lake.serving import Catalogue, ServingRules, build_catalogue, denied_item_ids, latest_item_categories
 from scoring.inputs import active_users, excluded_items, excluded_pairs, item_popularity, scoring_users
 from scoring.model import select_model
 from scoring.ranker import RankPlan, recommend
@@ -67,6 +65,7 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
 
     dt.date.fromisoformat(ds)
     settings = ScoreSettings.from_config(config)
+    rules = ServingRules.from_config(config)
     lake = Lake.from_config(config, spark=spark)
     now = now or dt.datetime.now(dt.UTC)
 
@@ -85,15 +84,15 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
         raise EmptyInputError(f"no user has an event in the {settings.active_window_days} days up to "
                               f"ds={ds}; ingest those days' events or widen score.active_window_days")
     excluded = None
-    if settings.exclude_behaviours:
-        pairs = excluded_pairs(events, ds, settings.exclude_window_days, settings.exclude_behaviours)
+    if rules.exclude_behaviours:
+        pairs = excluded_pairs(events, ds, rules.exclude_window_days, rules.exclude_behaviours)
         excluded = excluded_items(pairs, vocab)
     users = scoring_users(active, lake.read_spark("user_sequences", partition=ds), excluded)
     partitions = settings.partitions or spark.sparkContext.defaultParallelism
 
-    catalogue = _catalogue(lake, settings, ds, files.item_vocab_size, events, vocab)
+    catalogue = _catalogue(lake, settings, rules, ds, files.item_vocab_size, events, vocab)
     plan = spark.sparkContext.broadcast(RankPlan(
-        model=files, catalogue=catalogue, top_n=settings.top_n, max_per_category=settings.max_per_category,
+        model=files, catalogue=catalogue, top_n=rules.top_n, max_per_category=rules.max_per_category,
         users_per_batch=settings.users_per_batch, torch_threads=settings.torch_threads,
         device=settings.device,
     ))
@@ -103,7 +102,7 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
     return PreparedScoring(card, recommendations, plan)
 
 
-def _catalogue(lake: Lake, settings: ScoreSettings, ds: str, size: int, events: DataFrame,
+def _catalogue(lake: Lake, settings: ScoreSettings, rules: ServingRules, ds: str, size: int, events: DataFrame,
                vocab: DataFrame) -> Catalogue:
     popularity = item_popularity(events, vocab, ds, settings.popular_window_days, settings.popular_behaviours)
     popular = popularity.toArrow()
@@ -111,24 +110,10 @@ def _catalogue(lake: Lake, settings: ScoreSettings, ds: str, size: int, events: 
         raise EmptyInputError(
             f"no {list(settings.popular_behaviours)} events in the {settings.popular_window_days} days up to "
             f"ds={ds}, so the popularity fallback would be empty; widen score.popular_window_days")
-    denied: list[int] = []
-    if settings.honour_deny_list and lake.exists("deny_list"):
-        denied = lake.read("deny_list", columns=["item_id"]).column("item_id").to_pylist()
-    categories = None
-    if settings.max_per_category:
-        categories = _item_categories(lake, ds)
+    categories = latest_item_categories(lake, ds) if rules.max_per_category else None
     return build_catalogue(lake.read("item_vocab", columns=["item_id", "item_index"]), size,
-                           denied_item_ids=denied, item_categories=categories, popularity=popular)
-
-
-def _item_categories(lake: Lake, ds: str) -> pa.Table:
-    """The latest ``item_categories`` partition up to ds (categories change rarely)."""
-    stored = lake.partitions("item_categories") if lake.exists("item_categories") else []
-    days = [d for d in stored if d <= ds]
-    if not days:
-        raise InputError(f"score.max_per_category needs item_categories up to ds={ds} and there are none; "
-                         f"run featurize or set score.max_per_category: 0")
-    return lake.read("item_categories", partition=days[-1], columns=["item_index", "category_index"])
+                           denied_item_ids=denied_item_ids(lake, rules), item_categories=categories,
+                           popularity=popular)
 
 
 _WORKER_ERROR = re.compile(r"lake\.errors\.(\w+): (.*)")

@@ -1,4 +1,5 @@
-"""The ``score`` config section, read once into typed values (see scoring/defaults.yaml)."""
+"""The ``score`` config section, read once into typed values (see scoring/defaults.yaml). The rules of what
+is served are the ``serve`` section (lake.serving.ServingRules)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,13 @@ from lake.schemas import BEHAVIOURS
 __all__ = ["DEFAULTS", "ScoreSettings"]
 
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
+MOVED_TO_SERVE = frozenset({"top_n", "exclude_behaviours", "exclude_window_days", "honour_deny_list",
+                            "max_per_category"})
 
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    top_n: int
     active_window_days: int
-    exclude_behaviours: tuple[str, ...]
-    exclude_window_days: int
-    honour_deny_list: bool
-    max_per_category: int
     popular_window_days: int
     popular_behaviours: tuple[str, ...]
     users_per_batch: int
@@ -31,19 +29,21 @@ class ScoreSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> ScoreSettings:
+        moved = sorted(set(config.overrides.get("score") or {}) & MOVED_TO_SERVE)
+        if moved:
+            raise ConfigError(f"score.{moved[0]} moved to serve.{moved[0]} (the rules scoring applies and "
+                              f"evaluation measures under; lake/defaults.yaml): rename {moved} in your configuration")
         settings = typed_section(cls, config, "score", DEFAULTS)
-        for key in ("top_n", "active_window_days", "exclude_window_days", "popular_window_days",
-                    "users_per_batch"):
+        for key in ("active_window_days", "popular_window_days", "users_per_batch"):
             if getattr(settings, key) < 1:
                 raise ConfigError(f"score.{key} must be at least 1, got {getattr(settings, key)}")
-        for key in ("max_per_category", "partitions", "torch_threads"):
+        for key in ("partitions", "torch_threads"):
             if getattr(settings, key) < 0:
                 raise ConfigError(f"score.{key} must be 0 (off/automatic) or more, "
                                   f"got {getattr(settings, key)}")
-        for key in ("exclude_behaviours", "popular_behaviours"):
-            unknown = sorted(set(getattr(settings, key)) - set(BEHAVIOURS))
-            if unknown:
-                raise ConfigError(f"score.{key} names {unknown}; canonical behaviours are {list(BEHAVIOURS)}")
+        unknown = sorted(set(settings.popular_behaviours) - set(BEHAVIOURS))
+        if unknown:
+            raise ConfigError(f"score.popular_behaviours names {unknown}; canonical behaviours are {list(BEHAVIOURS)}")
         if not settings.popular_behaviours:
             raise ConfigError("score.popular_behaviours is empty; the popularity fallback needs at least one")
         return settings

@@ -57,7 +57,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, spark) -> Pipeline:
     config = tiny_config(_config_for(root), epochs=2).with_overrides({
         # the sample's settings (scripts/sample_config.yaml): items seen twice survive k-core
         "featurize": {"kcore_item_min_events": 2},
-        "score": {"top_n": 5, "partitions": 2},
+        "serve": {"top_n": 5}, "score": {"partitions": 2},
     })
     lake_root = Path(config.lake.root)
     stages: dict[str, Path] = {}

@@ -36,7 +36,7 @@ def s3_config(s3: S3Server, tmp_path: Path, prefix: str, spark_backend: str = "d
                  "mlflow_artifact_root": f"{base}/mlflow-artifacts"},
         "train": {"checkpoint_dir": str(tmp_path / "checkpoints"), "model_store": str(tmp_path / "models")},
         "featurize": {"kcore_item_min_events": 2},
-        "score": {"top_n": 5, "partitions": 2},
+        "serve": {"top_n": 5}, "score": {"partitions": 2},
     })
 
 

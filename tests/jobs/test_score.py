@@ -21,7 +21,7 @@ def cli_config(tmp_path: Path) -> Path:
         "lake": {"root": str(tmp_path / "lake"), "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
                  "mlflow_artifact_root": str(tmp_path / "artifacts"), "reports_dir": str(tmp_path / "reports")},
         "spark": {"master": "local[1]", "conf": {"spark.sql.shuffle.partitions": "2"}},
-        "score": {"top_n": 3, "partitions": 2},
+        "serve": {"top_n": 3}, "score": {"partitions": 2},
     }
     path = tmp_path / "seqrec.yaml"
     path.write_text(yaml.safe_dump(settings))
@@ -37,7 +37,7 @@ def test_score_command_writes_the_partition_and_refuses_unknown_models(tmp_path:
 
     done = runner.invoke(app, ["score", "--ds", DS, "--top-n", "2", "--config", str(config)])
     assert done.exit_code == 0, done.output
-    assert "4 users, 8 rows" in done.output, "--top-n 2 overrides score.top_n: 3 from the file"
+    assert "4 users, 8 rows" in done.output, "--top-n 2 overrides serve.top_n: 3 from the file"
 
     refused = runner.invoke(app, ["score", "--ds", DS, "--model", "99", "--config", str(config)])
     assert refused.exit_code == 2

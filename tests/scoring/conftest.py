@@ -104,7 +104,7 @@ def scoring_config(registry_config: Config, tmp_path: Path, spark_backend: str) 
         "lake": {"root": str(tmp_path / "lake"), "reports_dir": str(tmp_path / "reports"),
                  "spark_backend": spark_backend},
         "spark": {"master": "local[1]", "conf": {"spark.sql.shuffle.partitions": "2"}},
-        "score": {"top_n": 3, "partitions": 2},
+        "serve": {"top_n": 3}, "score": {"partitions": 2},
     })
 
 

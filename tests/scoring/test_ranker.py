@@ -10,16 +10,9 @@ import pytest
 import torch
 
 from lake import InputError
-from scoring.catalogue import build_catalogue
-from scoring.ranker import (
-    INPUT_COLUMNS,
-    RankPlan,
-    left_pad,
-    load_plan,
-    rank_batch,
-    rank_within_category,
-    top_items,
-)
+from lake.sequences import left_pad
+from lake.serving import build_catalogue, rank_within_category, top_items
+from scoring.ranker import INPUT_COLUMNS, RankPlan, load_plan, rank_batch
 from tests.scoring.conftest import CATEGORY_OF_INDEX, EXPECTED_TOP3, model_files, vocab_table
 
 POPULARITY = {7: 5, 6: 4, 5: 3, 2: 2, 3: 1}

@@ -72,7 +72,7 @@ def test_category_cap_and_short_lists_in_the_job(scoring_config: Config, spark):
     lake = Lake.from_config(scoring_config)
     write_world(lake)
 
-    result = score(scoring_config.with_overrides({"score": {"top_n": 4, "max_per_category": 1}}), DS, spark=spark)
+    result = score(scoring_config.with_overrides({"serve": {"top_n": 4, "max_per_category": 1}}), DS, spark=spark)
 
     got = {u: [i for i, _ in items] for u, (_, items) in lists(lake).items()}
     assert got == {10: [102, 104, 106], 11: [106, 104, 103], 12: [107, 105, 102], 13: [106, 105, 102]}, \

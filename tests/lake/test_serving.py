@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from scoring.catalogue import build_catalogue
+from lake.serving import build_catalogue
 
 
 def test_catalogue_covers_the_model_vocabulary_only():
