@@ -2,7 +2,9 @@
 
 Runs the real pipeline (the `seqrec` commands, each in its own process) in a fresh lake under --work on a
 SASRec-format file (``user item`` per line, each user's lines in time order), then prints HR@10, NDCG@10,
-MRR and F1-Test@10 of every model under both protocols and writes them as JSON.
+MRR and F1-Test@10 of every model and of the baselines ranked on the same rows (popularity, recent-items)
+under the served protocol (the list `seqrec score` serves), full and sampled100, with the share of repeat
+targets, and writes them as JSON.
 
     .venv/bin/python benchmarks/amazon_games.py --work /tmp/amazon-bench
     .venv/bin/python benchmarks/amazon_games.py --work /tmp/b --epochs 5 --models sasrec-2 --extras without
@@ -45,7 +47,7 @@ MODELS: dict[str, dict[str, Any]] = {
 TUNABLE = ("hidden_size", "inner_size", "num_layers", "dropout", "learning_rate", "batch_size", "weight_decay")
 REFERENCE = {"model": "SASRec (Kang & McAuley 2018)", "protocol": "sampled100", "hr@10": 0.7410,
              "ndcg@10": 0.5360}
-GOAL = {"protocol": "sampled100", "hr@10": 0.763, "ndcg@10": 0.552}
+GOAL = {"protocol": "served", "hr@10": 0.120, "ndcg@10": 0.066}
 
 
 def _arguments() -> argparse.Namespace:
@@ -85,7 +87,13 @@ def _run(command: list[str], log: Path) -> tuple[str, float]:
 
 
 def _last_value(stdout: str, key: str) -> str:
-    for line in reversed(stdout.strip().splitlines()):
+    """``key`` from the command's output: its last line is JSON (train, gate), else a ``key=value`` token."""
+    lines = stdout.strip().splitlines()
+    try:
+        return str(json.loads(lines[-1])[key])
+    except (IndexError, ValueError, KeyError, TypeError):
+        pass
+    for line in reversed(lines):
         for token in line.split():
             if token.startswith(f"{key}="):
                 return token.split("=", 1)[1]
@@ -150,16 +158,25 @@ def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _metrics(config_file: Path, version: str) -> dict[str, dict[str, float]]:
-    """``{protocol: {"hr@10": ...}}`` from the model_metrics rows `seqrec evaluate` wrote (test split)."""
+def _metrics(config_file: Path, version: str) -> dict[str, dict[str, dict[str, float]]]:
+    """``{ranker: {protocol: {"hr@10": ..., "repeat_share": ...}}}`` of next-interaction targets from the
+    model_metrics rows `seqrec evaluate` wrote (test split): the model and each baseline on the same rows."""
     from lake import Lake, load_config
 
     lake = Lake.from_config(load_config(config_file, environ={}))
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    users: dict[tuple[str, str, str], int] = {}
     for row in lake.read("model_metrics", partition=version).to_pylist():
-        if row["split"] == "test":
+        if row["split"] != "test" or row["target"] != "interaction":
+            continue
+        users[(row["ranker"], row["protocol"], row["segment"])] = row["users"]
+        if row["segment"] == "all":
             key = row["metric"] if row["k"] == 0 else f"{row['metric']}@{row['k']}"
-            out.setdefault(row["protocol"], {})[key] = row["value"]
+            out.setdefault(row["ranker"], {}).setdefault(row["protocol"], {})[key] = row["value"]
+    for ranker, protocols in out.items():
+        for protocol, metrics in protocols.items():
+            metrics["users"] = users[(ranker, protocol, "all")]
+            metrics["repeat_share"] = users.get((ranker, protocol, "repeat"), 0) / max(metrics["users"], 1)
     return out
 
 
@@ -223,19 +240,28 @@ def _earlier_results(out: Path, dataset: str) -> dict[str, Any]:
     return earlier if earlier.get("dataset") == dataset else {"rows": [], "command": ""}
 
 
+def _protocol_order(protocol: str) -> int:
+    return {"served": 0, "full": 1}.get(protocol, 2)
+
+
 def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[str, Any]]:
-    """One row per protocol for a finished model: sampled<N> first, then full."""
+    """One row per (ranker, protocol) for a finished model: the model, then the baselines ranked on the same
+    rows; served first, then full, then sampled<N>."""
     meta = _card_meta(config_file, result["version"])
     train = meta.get("train_config") or {}
     out = []
-    for protocol in sorted(result["metrics"], key=lambda p: p == "full"):
-        metrics = result["metrics"][protocol]
-        out.append({"model": label, "protocol": protocol, **{k: round(metrics[k], 4) for k in REPORTED},
-                    "train_seconds": result["train_seconds"], "device": _device(train),
-                    "model_version": result["version"], "max_epochs": train.get("epochs"),
-                    "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
-                    "loss": meta.get("loss"), "settings": {k: train.get(k) for k in TUNABLE if k in train},
-                    "command": result.get("command")})
+    for ranker, protocols in result["metrics"].items():
+        name = label if ranker == "model" else f"{ranker} (baseline)"
+        for protocol in sorted(protocols, key=_protocol_order):
+            metrics = protocols[protocol]
+            row = {"model": name, "protocol": protocol, **{k: round(metrics[k], 4) for k in REPORTED},
+                   "repeat_share": round(metrics["repeat_share"], 4), "users": metrics["users"]}
+            if ranker == "model":
+                row |= {"train_seconds": result["train_seconds"], "device": _device(train),
+                        "model_version": result["version"], "max_epochs": train.get("epochs"),
+                        "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
+                        "loss": meta.get("loss"), "settings": {k: train.get(k) for k in TUNABLE if k in train}}
+            out.append(row | {"command": result.get("command")})
     return out
 
 
@@ -253,6 +279,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     results file at the same time."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = _earlier_results(args.out, args.name)
+    rows = list({(row["model"], row["protocol"]): row for row in rows}.values())  # a baseline once
     rerun = {row["model"] for row in rows}
     kept = [row for row in earlier["rows"] if row["model"] not in rerun]
     rows = kept + rows
@@ -266,7 +293,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    header = ["model", "protocol", *REPORTED, "train_seconds", "epochs_trained"]
+    header = ["model", "protocol", *REPORTED, "repeat_share", "train_seconds", "epochs_trained"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

@@ -18,7 +18,9 @@ Time split with cutoff day C, for a user with events p_1..p_m on or before C:
 - p_m is the ``valid`` target (inputs p_1..p_{m-1}) and p_2..p_{m-1} the ``train`` targets;
 - rows whose inputs would be empty are not written (a user first seen after C gets no row).
 
-Behaviour, category and gap bucket at a position are those of the input event there.
+Behaviour, category, gap bucket and day (the local day ds, in days since 1970-01-01) at a position are those
+of the input event there; ``target_behaviours`` holds the behaviour of each target event (0 where no
+target), so evaluation can rank next-purchase targets and apply the serving rules' exclusion window.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["Split", "example_window", "train_examples"]
 
 Split = Literal["leave_one_out", "time"]
-# The per-position arrays of a row, as named by sequences.step_values.
-FIELDS = ("items", "behaviours", "categories", "gap_buckets")
+# The per-position input arrays of a row: sequences.step_values' plus each step's day.
+FIELDS = ("items", "behaviours", "categories", "gap_buckets", "days")
 
 
 def example_window(steps: Column, max_len: int, split: Split) -> list[Column]:
@@ -69,7 +71,7 @@ def example_window(steps: Column, max_len: int, split: Split) -> list[Column]:
     else:
         raise ValueError(f"unknown split {split!r}; use leave_one_out or time")
     return [
-        F.struct(*step_values(window)).alias("window"),
+        F.struct(*step_values(window), F.transform(window, lambda step: step["day"]).alias("days")).alias("window"),
         test_at.cast("int").alias("test_at"),
         valid_at.cast("int").alias("valid_at"),
         train_end.cast("int").alias("train_end"),
@@ -88,8 +90,11 @@ def _evaluation_row(at: Column, max_len: int) -> list[Column]:
 
     first = F.greatest(at - max_len, F.lit(1))
     count = at - first
+    leading_zeros = F.array_repeat(F.lit(0), count - 1)
     target = F.element_at(F.col("window.items"), at)
-    return [*_inputs(first, count), F.concat(F.array_repeat(F.lit(0), count - 1), F.array(target)).alias("targets")]
+    behaviour = F.element_at(F.col("window.behaviours"), at)
+    return [*_inputs(first, count), F.concat(leading_zeros, F.array(target)).alias("targets"),
+            F.concat(leading_zeros, F.array(behaviour)).alias("target_behaviours")]
 
 
 def _train_row(end: Column, max_len: int) -> list[Column]:
@@ -98,11 +103,13 @@ def _train_row(end: Column, max_len: int) -> list[Column]:
 
     first = F.greatest(end - max_len, F.lit(1))
     count = end - first
-    return [*_inputs(first, count), F.slice(F.col("window.items"), first + 1, count).alias("targets")]
+    return [*_inputs(first, count), F.slice(F.col("window.items"), first + 1, count).alias("targets"),
+            F.slice(F.col("window.behaviours"), first + 1, count).alias("target_behaviours")]
 
 
 def train_examples(windows: DataFrame, max_len: int, ds: str) -> DataFrame:
-    """``train_examples`` rows (user_id, split, items, behaviours, categories, gap_buckets, targets, ds).
+    """``train_examples`` rows (user_id, split, items, behaviours, categories, gap_buckets, days, targets,
+    target_behaviours, ds).
 
     A user's rows come out of one explode of their window row, so they stay in the task (and the file)
     that holds the user: every file carries all three splits of its users, and no shuffle is needed.

@@ -50,8 +50,9 @@ def user_steps(indexed: DataFrame, max_gap_bucket: int, cutoff_ds: str | None = 
         cutoff_ds: with a time split, steps whose ds is after this day get ``after_cutoff = true``.
 
     Returns:
-        ``steps``: array<struct<t, behaviour, item_id, category_id, item, category, after_cutoff,
-        gap_bucket>>, oldest first, all of the user's events (t = event_time in epoch microseconds);
+        ``steps``: array<struct<t, behaviour, item_id, category_id, item, category, after_cutoff, day,
+        gap_bucket>>, oldest first, all of the user's events (t = event_time in epoch microseconds, day = the
+        event's local day ds in days since 1970-01-01);
         ``length``: how many.
     """
     from pyspark.sql import functions as F
@@ -65,6 +66,7 @@ def user_steps(indexed: DataFrame, max_gap_bucket: int, cutoff_ds: str | None = 
         F.col("item_index").cast("int").alias("item"),
         F.col("category_index").cast("int").alias("category"),
         after_cutoff.alias("after_cutoff"),
+        F.datediff(F.to_date("ds"), F.lit("1970-01-01")).alias("day"),
     )
     # Struct comparison is field by field, so sorting the structs sorts by (t, behaviour, item_id, ...).
     ordered = F.sort_array(F.collect_list(step)).alias("ordered")

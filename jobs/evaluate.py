@@ -10,7 +10,7 @@ from jobs._common import ConfigOption, console, run_stage
 from lake import Config
 
 if TYPE_CHECKING:
-    from training.evaluate import EvaluationRun
+    from evaluation.evaluate import EvaluationRun
 
 
 def _optional_ds(value: str | None) -> str | None:
@@ -34,7 +34,7 @@ ModelOption = Annotated[str, typer.Option("--model", help="Registered model vers
 
 def run(config: Config, ds: str | None, model: str, split: str | None = None) -> EvaluationRun:
     """The evaluate stage as a plain function of (config, ds)."""
-    from training.evaluate import evaluate
+    from evaluation.evaluate import evaluate
 
     return evaluate(config, model, ds=ds, split=split)
 
@@ -45,14 +45,22 @@ def command(
     split: Annotated[str | None, typer.Option("--split", help="test (default) or valid.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Rank the held-out items of --split with model --model under the sampled and full protocols; write
-    `model_metrics` rows and a Markdown + PNG report."""
+    """Rank the held-out items of --split with model --model and the baselines under the served protocol (the
+    list `seqrec score` serves) and the secondary ones; write `model_metrics` rows and a Markdown + PNG report."""
     result = run_stage("evaluate", ds, config, lambda cfg: run(cfg, ds, model, split))
     evaluation = result.evaluation
-    for protocol, outcome in evaluation.protocols.items():
-        m = outcome.metrics
-        console.print(f"{protocol:>11}: HR@10 {m['hr@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  MRR {m['mrr']:.4f}  "
-                      f"F1-Test@10 {m['f1_test@10']:.4f}  ({evaluation.users:,} users)")
+    for target in dict.fromkeys(v.target for v in evaluation.values):
+        for protocol in evaluation.protocols:
+            for ranker in dict.fromkeys(v.ranker for v in evaluation.values):
+                m = evaluation.metrics(ranker, protocol, target)
+                if not m:
+                    continue
+                users = evaluation.group_users(ranker, protocol, target)
+                repeat = evaluation.group_users(ranker, protocol, target, "repeat")
+                console.print(
+                    f"{target:>11} {protocol:>11} {ranker:>12}: HR@10 {m.get('hr@10', float('nan')):.4f}  "
+                    f"NDCG@10 {m.get('ndcg@10', float('nan')):.4f}  MRR {m['mrr']:.4f}  "
+                    f"({users:,} users, {repeat / max(users, 1):.0%} repeat targets)")
     if result.report_path is not None:
         console.print(f"report: {result.report_path}")
     typer.echo(f"model_version={evaluation.model_version} split={evaluation.split} ds={evaluation.ds} "

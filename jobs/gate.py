@@ -12,19 +12,20 @@ from jobs.evaluate import ModelOption, OptionalDsOption
 from lake import Config
 
 if TYPE_CHECKING:
-    from training.gate import GateDecision
+    from evaluation.gate import GateDecision
 
 
 def run(config: Config, ds: str | None, model: str) -> GateDecision:
     """The gate as a plain function of (config, ds): approve the model (publish promotes it) or block it."""
-    from training.gate import gate
+    from evaluation.gate import gate
 
     return gate(config, model, ds=ds)
 
 
 def command(model: ModelOption, ds: OptionalDsOption = None, config: ConfigOption = None) -> None:
-    """Approve --model (publish then makes it the champion) unless its validation NDCG@10 is worse than the
-    champion's beyond the tolerance. Exit code 0 either way; the last stdout line is JSON:
+    """Approve --model (publish then makes it the champion) unless its served validation NDCG@10, ranked on the
+    same rows as the champion's, is worse than the champion's beyond the tolerance. Exit code 0 either way;
+    the last stdout line is JSON:
     {"gate": "approved"|"blocked", "model_version": N, "serve": the version to score with, "champion": M}."""
     decision = run_stage("gate", ds, config, lambda cfg: run(cfg, ds, model))
     if decision.approved:

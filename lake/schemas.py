@@ -164,15 +164,18 @@ TABLES: dict[str, TableSpec] = {
         ),
         _spec(
             "train_examples", "ds",
-            "Model inputs, oldest first: per position, the input step and the next item to predict "
-            "(targets 0 = no loss). split = train | valid | test.",
+            "Model inputs, oldest first: per position, the input step (with its local day, days since "
+            "1970-01-01) and the next item to predict with its behaviour (targets 0 = no loss). "
+            "split = train | valid | test.",
             _f("user_id", pa.int64()),
             _f("split", pa.string()),
             _f("items", INT_LIST),
             _f("behaviours", INT_LIST),
             _f("categories", INT_LIST),
             _f("gap_buckets", INT_LIST),
+            _f("days", INT_LIST),
             _f("targets", INT_LIST),
+            _f("target_behaviours", INT_LIST),
             _f("ds", pa.string()),
         ),
         _spec(
@@ -191,13 +194,20 @@ TABLES: dict[str, TableSpec] = {
             _f("created_at", UTC_US),
         ),
         _spec(
-            "model_metrics", "model_version", "One row per (model, protocol, metric, K).",
+            "model_metrics", "model_version",
+            "One row per (model, split, ranker, protocol, target, segment, metric, K): a mean over users and its "
+            "standard error; ranker = model or a baseline ranked on the same rows (docs/metrics.md).",
             _f("model_version", pa.string()),
-            _f("protocol", pa.string()),
+            _f("ds", pa.string()),
             _f("split", pa.string()),
+            _f("ranker", pa.string()),
+            _f("protocol", pa.string()),
+            _f("target", pa.string()),
+            _f("segment", pa.string()),
             _f("metric", pa.string()),
             _f("k", pa.int32()),
             _f("value", pa.float64()),
+            _f("std_error", pa.float64(), nullable=True),
             _f("users", pa.int64()),
             _f("evaluated_at", UTC_US),
         ),

@@ -17,12 +17,14 @@ delta-rs, so either backend's tables read the same way.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
@@ -290,20 +292,66 @@ class Lake:
             columns: a subset of columns to read.
         """
         table_spec = spec(name)
+        dataset = self._dataset(name, version, partition, where)
+        data = table_spec.schema.empty_table() if dataset is None else conform(dataset.to_table(), table_spec)
+        return data.select(columns) if columns else data
+
+    def _dataset(self, name: str, version: int | None, partition: str | None,
+                 where: Mapping[str, str] | None) -> pads.Dataset | None:
+        """The snapshot's Parquet files as one Arrow dataset in the declared schema; None when it has none."""
+        table_spec = spec(name)
         root, uris = self._snapshot_files(name, version, partition, where)
         if not uris:
-            data = table_spec.schema.empty_table()
-        else:
-            fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
-            relative = [u[len(root) :].lstrip("/") if u.startswith(root) else u for u in uris]
-            partitioning = None
-            if table_spec.partition_columns:
-                partitioning = pads.partitioning(
-                    pa.schema([(c, pa.string()) for c in table_spec.partition_columns]), flavor="hive")
-            dataset = pads.dataset(relative, format="parquet", filesystem=fs, partitioning=partitioning,
-                                   partition_base_dir="", schema=table_spec.schema)
-            data = conform(dataset.to_table(), table_spec)
-        return data.select(columns) if columns else data
+            return None
+        fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
+        relative = [u[len(root) :].lstrip("/") if u.startswith(root) else u for u in uris]
+        partitioning = None
+        if table_spec.partition_columns:
+            partitioning = pads.partitioning(
+                pa.schema([(c, pa.string()) for c in table_spec.partition_columns]), flavor="hive")
+        return pads.dataset(relative, format="parquet", filesystem=fs, partitioning=partitioning,
+                            partition_base_dir="", schema=table_spec.schema)
+
+    def read_batches(self, name: str, *, version: int | None = None, partition: str | None = None,
+                     columns: list[str], equal: Mapping[str, Any] | None = None,
+                     batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream a snapshot of table ``name`` as record batches of ``batch_rows`` rows (the last may be
+        shorter), decoding each file's pages as they are needed: memory stays near one batch, whatever the
+        table's size or its files' row groups.
+
+        Args:
+            columns: the columns to read; partition columns cannot be among them.
+            equal: keep only rows whose (non-partition) column equals the value, e.g. ``{"split": "test"}``.
+        """
+        table_spec = spec(name)
+        partitioned = sorted(set(columns) & set(table_spec.partition_columns))
+        if partitioned:
+            raise ValueError(f"read_batches reads file columns only; {partitioned} are partition columns")
+        equal = dict(equal or {})
+        file_columns = list(dict.fromkeys([*columns, *equal]))
+        schema = pa.schema([table_spec.schema.field(c) for c in columns])
+        root, uris = self._snapshot_files(name, version, partition)
+        fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for uri in uris:
+            path = uri[len(root) :].lstrip("/") if uri.startswith(root) else uri
+            with fs.open_input_file(path) as handle:
+                reader = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=file_columns):
+                    for column, value in equal.items():
+                        batch = batch.filter(pc.equal(batch.column(column), value))
+                    pending.append(pa.RecordBatch.from_arrays(
+                        [batch.column(c).cast(schema.field(c).type) for c in columns], schema=schema))
+                    rows += batch.num_rows
+                    # A filter leaves scattered rows of each batch read: gather them back into full batches.
+                    while rows >= batch_rows:
+                        gathered = pa.Table.from_batches(pending, schema=schema).combine_chunks()
+                        yield gathered.slice(0, batch_rows).to_batches()[0]
+                        rest = gathered.slice(batch_rows)
+                        pending, rows = rest.to_batches(), rest.num_rows
+        if rows:
+            yield pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches()[0]
 
     def read_pandas(self, name: str, **kwargs: Any) -> pd.DataFrame:
         """``read`` as pandas (same arguments)."""
@@ -350,7 +398,6 @@ class Lake:
     def row_counts(self, name: str, *, version: int | None = None) -> dict[tuple[str, ...], int]:
         """Rows per partition (keyed by the partition columns' values, outermost first), from the Delta log's
         file statistics: no data file is read unless a writer left a file's count out."""
-        import pyarrow.parquet as pq
 
         table_spec = spec(name)
         table = self._table(name, version)

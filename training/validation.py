@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from evaluation.metrics import per_user_metrics_from_ranks, target_ranks
+from evaluation.protocols import sample_negatives
 from training.batch import Batch
-from training.evaluate import sample_negatives
 from training.losses import FIRST_ITEM
-from training.metrics import per_user_metrics_from_ranks, target_ranks
 from training.models import SequentialRecommender
 from training.settings import VALID_METRICS
 

@@ -34,7 +34,7 @@ def main() -> None:
 
             featurize(config, args.ds, spark=spark)
         elif stage == "train":
-            from training.gate import gate
+            from evaluation.gate import gate
             from training.launch import launch
 
             card = launch(config, args.ds)

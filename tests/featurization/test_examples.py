@@ -1,5 +1,7 @@
 """Training examples: leave-one-out and time split rows, truncation to max_len, users with few events."""
 
+import datetime as dt
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -18,6 +20,7 @@ def example_rows(make_events, rows, split, max_len, cutoff_ds=None) -> dict:
     out = {}
     for r in examples.train_examples(windows, max_len, DAY2).collect():
         assert len(r.items) == len(r.behaviours) == len(r.categories) == len(r.gap_buckets) == len(r.targets)
+        assert len(r.days) == len(r.items) == len(r.target_behaviours)
         assert r.ds == DAY2
         out[(r.user_id, r.split)] = (r.items, r.targets)
     return out
@@ -54,9 +57,15 @@ def test_positions_carry_the_input_events_behaviour_category_and_gap(make_events
         "category_index", F.col("category_id").cast("int"))
     windows = sequences.user_steps(events, max_gap_bucket=24).select(
         "user_id", *examples.example_window(F.col("steps"), 10, "leave_one_out"))
-    test = examples.train_examples(windows, 10, DAY2).where("split = 'test'").first()
+    rows = {r.split: r for r in examples.train_examples(windows, 10, DAY2).collect()}
+    test = rows["test"]
     assert (test.items, test.behaviours, test.categories, test.gap_buckets, test.targets) == (
         [11, 12, 13], [1, 4, 5], [7, 8, 9], [1, 4, 8], [0, 0, 14])
+    day = (dt.date.fromisoformat(DAY1) - dt.date(1970, 1, 1)).days
+    assert test.days == [day] * 3, "each input's local day, days since 1970-01-01"
+    assert test.target_behaviours == [0, 0, 1], "the held-out click"
+    assert rows["valid"].target_behaviours == [0, 5], "the held-out purchase"
+    assert rows["train"].target_behaviours == [4], "the behaviour of every train target"
 
 
 def test_time_split_tests_the_first_event_after_the_cutoff(make_events):

@@ -17,6 +17,7 @@ from lake.schemas import spec
 from training.settings import TrainSettings, train_settings
 
 DS = "2017-12-03"
+DAY_NUMBER = 17503  # DS in days since 1970-01-01
 FIRST_ITEM = 2
 
 
@@ -68,7 +69,10 @@ def write_tiny_lake(lake: Lake, *, ds: str = DS, users: int = 48, items: int = 3
         ):
             rows.append({"user_id": 7 * user + 3, "split": split, "items": sequence[inputs],
                          "behaviours": behaviours[inputs], "categories": categories_of[inputs],
-                         "gap_buckets": gaps[inputs], "targets": targets, "ds": ds})
+                         "gap_buckets": gaps[inputs], "days": [DAY_NUMBER] * len(sequence[inputs]),
+                         "targets": targets,
+                         "target_behaviours": [b if t else 0 for t, b in zip(targets, behaviours[1:], strict=False)],
+                         "ds": ds})
     lake.write("train_examples", pa.Table.from_pylist(rows, schema=spec("train_examples").schema), partition=ds)
     return TinyData(ds, users, items, categories)
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from evaluation.metrics import target_ranks
 from lake import Config, Lake, registry
 from lake.artifacts import MODEL_FILES, digests, load_model
 from lake.vocab import item_vocab_fingerprint
 from tests.training.conftest import DS, TinyData, tiny_config
 from training.data import ExampleSource, TrainExamples
 from training.launch import launch
-from training.metrics import target_ranks
 
 REQUIRED_META = {
     "model_type", "max_len", "item_vocab_size", "vocab_fingerprint", "category_vocab_size", "trained_ds",

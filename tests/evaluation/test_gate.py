@@ -6,34 +6,43 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
 
-from lake import Config, Lake, ValidationError
-from tests.training.test_evaluate import NEGATIVES, VOCAB, oracle_table, register_model, write_dataset
-from training.gate import GateSettings, decide, gate
+from evaluation.evaluate import Paired
+from evaluation.gate import decide, gate
+from evaluation.settings import GateSettings
+from lake import Config, Lake
+from tests.evaluation.test_evaluate import NEGATIVES, VOCAB, oracle_table, register_model, write_dataset
 
 
 def _settings(kind: str = "absolute", tolerance: float = 0.01) -> GateSettings:
-    return GateSettings(metric="ndcg@10", source="evaluate", protocol="full", split="valid",
-                        tolerance_kind=kind, tolerance=tolerance)  # type: ignore[arg-type]
+    return GateSettings(metric="ndcg@10", target="interaction", split="valid", tolerance_kind=kind,
+                        tolerance=tolerance)  # type: ignore[arg-type]
+
+
+def _paired(candidate: float, champion: float) -> Paired:
+    return Paired("ndcg@10", candidate, champion, candidate - champion, 0.002, 1000)
 
 
 def test_decide_absolute_and_relative_tolerance():
-    assert decide(0.491, 0.50, _settings())[0]
-    assert decide(0.60, 0.50, _settings())[0]
-    approved, why = decide(0.489, 0.50, _settings())
+    assert decide(_paired(0.491, 0.50), _settings())[0]
+    assert decide(_paired(0.60, 0.50), _settings())[0]
+    approved, why = decide(_paired(0.489, 0.50), _settings())
     assert not approved and "worse than the champion beyond tolerance" in why
-    assert decide(0.476, 0.50, _settings("relative", 0.05))[0]  # allowed drop 0.025
-    assert not decide(0.474, 0.50, _settings("relative", 0.05))[0]
-    assert not decide(float("nan"), 0.50, _settings())[0]
+    assert "difference -0.0110 (standard error 0.0020 over 1,000 users)" in why
+    assert decide(_paired(0.476, 0.50), _settings("relative", 0.05))[0]  # allowed drop 0.025
+    assert not decide(_paired(0.474, 0.50), _settings("relative", 0.05))[0]
+    assert not decide(_paired(float("nan"), 0.50), _settings())[0]
 
 
 @pytest.fixture
 def gate_config(config: Config) -> Config:
-    return config.with_overrides({"evaluate": {"negatives": NEGATIVES}})
+    return config.with_overrides({"evaluate": {"negatives": NEGATIVES}, "serve": {"top_n": 20}})
 
 
 def _champion(config: Config) -> str | None:
@@ -86,21 +95,24 @@ def test_an_equal_model_passes_and_takes_over(gate_config: Config, lake: Lake, t
     assert gate(gate_config, second).reason == "it already is the champion"
 
 
-def test_meta_source_compares_recorded_validation_metrics(gate_config: Config, lake: Lake, tmp_path: Path):
-    config = gate_config.with_overrides({"gate": {"source": "meta", "tolerance_kind": "relative",
-                                                  "tolerance": 0.05}})
-    table = torch.zeros(VOCAB, VOCAB)  # never scored with source=meta
-    champion = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.40})
-    gate(config, champion)
-    published(config, champion)
-    within = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.381})
-    assert gate(config, within).approved
-    published(config, within)
-    beyond = register_model(config, tmp_path, table, meta={"valid_ndcg@10": 0.35})
-    assert not gate(config, beyond).approved and _champion(config) == within
-    unknown = register_model(config, tmp_path, table)
-    with pytest.raises(ValidationError, match="gate.source=evaluate"):
-        gate(config, unknown)
+def test_champion_and_candidate_are_ranked_on_identical_rows(gate_config: Config, lake: Lake, tmp_path: Path):
+    write_dataset(lake)
+    random_table = torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(3))
+    champion = register_model(gate_config, tmp_path, random_table)
+    gate(gate_config, champion)
+    published(gate_config, champion)
+    twin = register_model(gate_config, tmp_path, random_table)  # the same model under another version
+    decision = gate(gate_config, twin)
+    assert decision.approved and decision.candidate_value == decision.champion_value
+    assert "difference +0.0000 (standard error 0.0000 over 30 users)" in decision.reason
+    rows = {version: lake.read("model_metrics", partition=version) for version in (champion, twin)}
+    for table in rows.values():
+        assert set(table.column("split").to_pylist()) == {"valid"}
+        assert set(table.column("protocol").to_pylist()) >= {"served"}
+    served = [t.filter(pa.compute.equal(t.column("protocol"), "served")).select(["metric", "k", "value", "users"])
+              for t in rows.values()]
+    assert served[0].sort_by([("metric", "ascending"), ("k", "ascending")]).equals(
+        served[1].sort_by([("metric", "ascending"), ("k", "ascending")])), "both evaluated on the same rows"
 
 
 def test_cli_prints_blocked_and_a_machine_readable_last_line(gate_config: Config, lake: Lake, tmp_path: Path):

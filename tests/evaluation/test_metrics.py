@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from training.metrics import (
+from evaluation.metrics import (
     average_popularity,
     catalogue_coverage,
     intra_list_diversity,

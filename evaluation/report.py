@@ -1,7 +1,8 @@
 """The evaluation report: one Markdown page with PNG plots, under ``lake.reports_dir/evaluate/``.
 
-Plots: training curves (the per-epoch MLflow metrics of the model's run), metrics by cutoff K, metrics by
-sequence-length bucket, and a comparison with every model version recorded in ``model_metrics``.
+It leads with the served protocol (the list users see), beside the baselines and split into repeat and
+explore targets; then the secondary protocols, metrics by cutoff K, by sequence-length bucket, the training
+curves (the per-epoch MLflow metrics of the model's run) and every version recorded in ``model_metrics``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pyarrow.compute as pc
 from lake import Config, Lake
 
 if TYPE_CHECKING:
-    from lake.registry import Scorer
-    from training.evaluate import EvaluateSettings, Evaluation
+    from evaluation.evaluate import Evaluation
+    from lake.artifacts import Scorer
 
 __all__ = ["CURVE_KEYS", "comparison_rows", "render_for_run", "render_report", "report_dir", "training_curves"]
 
@@ -27,6 +28,7 @@ ACCURACY = ("hr", "ndcg", "precision", "recall", "f1", "f1_test")
 LIST_LEVEL = ("coverage", "diversity", "avg_popularity")
 COMPARED = ("hr", "ndcg")
 COMPARED_K = 10
+MODEL_RANKER, SERVED_PROTOCOL = "model", "served"
 
 
 def report_dir(config: Config, model_version: str, split: str) -> Path:
@@ -53,9 +55,12 @@ def comparison_rows(lake: Lake, split: str) -> list[dict[str, Any]]:
     """HR@10 and NDCG@10 of every model version evaluated on ``split``, per protocol, by version."""
     if not lake.exists("model_metrics"):
         return []
-    table = lake.read("model_metrics", columns=["model_version", "protocol", "split", "metric", "k", "value"])
+    table = lake.read("model_metrics", columns=["model_version", "protocol", "split", "ranker", "target",
+                                                "segment", "metric", "k", "value"])
     mask = pc.and_(pc.equal(table.column("split"), split), pc.equal(table.column("k"), COMPARED_K))
     mask = pc.and_(mask, pc.is_in(table.column("metric"), value_set=pa.array(COMPARED)))
+    for column, value in (("ranker", "model"), ("target", "interaction"), ("segment", "all")):
+        mask = pc.and_(mask, pc.equal(table.column(column), value))
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for row in table.filter(mask).to_pylist():
         entry = rows.setdefault((row["model_version"], row["protocol"]),
@@ -108,16 +113,17 @@ def _plot_by_k(evaluation: Evaluation, path: Path) -> None:
     protocols = list(evaluation.protocols)
     fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 3.8), squeeze=False)
     for ax, protocol in zip(axes[0], protocols, strict=True):
-        metrics = evaluation.protocols[protocol].metrics
+        metrics = evaluation.metrics(protocol=protocol)
+        ks = evaluation.ks[protocol]
         for name in ACCURACY:
-            ax.plot(evaluation.ks, [metrics[f"{name}@{k}"] for k in evaluation.ks], marker="o", label=name)
+            ax.plot(ks, [metrics.get(f"{name}@{k}", math.nan) for k in ks], marker="o", label=name)
         ax.set_xscale("log")
-        ax.set_xticks(evaluation.ks, [str(k) for k in evaluation.ks])
+        ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("K")
         ax.set_title(protocol)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Model {evaluation.model_version}: metrics by K ({evaluation.split})")
+    fig.suptitle(f"Model {evaluation.model_version}: metrics by K ({evaluation.split}, next interaction)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -131,11 +137,6 @@ def _grouped_bars(ax: Any, groups: Sequence[str], series: Mapping[str, Sequence[
     ax.set_xticks(range(len(groups)), groups)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-
-
-def _bucket_metrics(ks: Sequence[int]) -> tuple[str, str]:
-    k = COMPARED_K if COMPARED_K in ks else max(ks)
-    return f"hr@{k}", f"ndcg@{k}"
 
 
 def _plot_by_length(buckets: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: Path, title: str) -> None:
@@ -173,14 +174,35 @@ def _plot_comparison(comparison: Sequence[Mapping[str, Any]], path: Path, split:
     plt.close(fig)
 
 
-def render_report(evaluation: Evaluation, out_dir: Path, *, buckets: Sequence[Mapping[str, Any]],
-                  curves: Mapping[str, list[tuple[int, float]]],
+def _value(evaluation: Evaluation, ranker: str, protocol: str, target: str, segment: str, metric: str) -> str:
+    for v in evaluation.values:
+        if (v.ranker, v.protocol, v.target, v.segment, v.metric) == (ranker, protocol, target, segment, metric):
+            error = "" if math.isnan(v.std_error) else f" ± {v.std_error:.4f}"
+            return f"{_fmt(v.value)}{error}"
+    return ""
+
+
+def _ranker_table(evaluation: Evaluation, protocol: str, target: str) -> list[str]:
+    """Rows per (ranker, segment): users, their share, HR@10, NDCG@10, MRR (± standard error)."""
+    rankers = list(dict.fromkeys(v.ranker for v in evaluation.values))
+    k = COMPARED_K if COMPARED_K in evaluation.ks[protocol] else max(evaluation.ks[protocol])
+    lines = [f"| ranker | targets | users | share | HR@{k} | NDCG@{k} | MRR |", "|---|---|---|---|---|---|---|"]
+    total = evaluation.group_users(MODEL_RANKER, protocol, target, "all")
+    for ranker in rankers:
+        for segment in ("all", "repeat", "explore"):
+            users = evaluation.group_users(ranker, protocol, target, segment)
+            share = f"{users / total:.1%}" if total else "n/a"
+            cells = [_value(evaluation, ranker, protocol, target, segment, m) for m in (f"hr@{k}", f"ndcg@{k}", "mrr")]
+            lines.append(f"| {ranker} | {segment} | {users:,} | {share} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_report(evaluation: Evaluation, out_dir: Path, *, curves: Mapping[str, list[tuple[int, float]]],
                   comparison: Sequence[Mapping[str, Any]]) -> Path:
     """Write ``report.md`` and its PNG plots to ``out_dir``; returns the Markdown path.
 
     Args:
-        evaluation: the metrics of one model on one split.
-        buckets: rows from :func:`training.evaluate.length_bucket_metrics`.
+        evaluation: the metrics of one model and its baselines on one split.
         curves: ``{metric key: [(epoch, value)]}`` from training; the plot is left out when empty.
         comparison: rows from :func:`comparison_rows`; the plot is left out when empty.
     """
@@ -189,6 +211,7 @@ def render_report(evaluation: Evaluation, out_dir: Path, *, buckets: Sequence[Ma
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = evaluation.meta
+    targets = list(dict.fromkeys(v.target for v in evaluation.values))
     lines = [
         f"# Model {evaluation.model_version} evaluation ({evaluation.split})",
         "",
@@ -197,34 +220,39 @@ def render_report(evaluation: Evaluation, out_dir: Path, *, buckets: Sequence[Ma
         f"- evaluated on ds {evaluation.ds}, split `{evaluation.split}`: {evaluation.users:,} users "
         f"(every user; {evaluation.skipped_rows:,} rows without a real held-out item skipped, "
         f"{evaluation.out_of_vocab_targets:,} held-out items outside the model's vocabulary counted as misses)",
-        "- protocols: " + "; ".join(
-            "full = against every item the user has not interacted with" if p == "full"
-            else f"{p} = against {p.removeprefix('sampled')} uniformly sampled non-interacted items"
-            for p in evaluation.protocols),
-        "- ties are ranked against the held-out item; one held-out item per user, so hr = recall; "
-        "definitions in docs/metrics.md",
+        "- **served** = the list `seqrec score` serves (same code, same `serve` rules: bought items excluded, "
+        "deny list, category cap, top_n); the held-out item counts only if that list holds it. Secondary: "
+        "full = every item a candidate, nothing excluded; sampled<N> = against N sampled unseen items",
+        "- repeat = the held-out item is among the user's inputs (seen before); explore = it is not. "
+        "Figures are means over users ± their standard error; definitions in docs/metrics.md",
         "",
     ]
-    for protocol, result in evaluation.protocols.items():
-        lines += [f"## {protocol}", "", f"MRR: {_fmt(result.metrics['mrr'])}", ""]
-        lines += [*_metric_table(result.metrics, ACCURACY, evaluation.ks), ""]
-        list_table = _metric_table(result.metrics, LIST_LEVEL, evaluation.ks)
-        if list_table:
-            lines += ["Recommendation lists (top-K over the full catalogue):", "", *list_table, ""]
+    for target in targets:
+        heading = "next interaction" if target == "interaction" else f"next {target}"
+        for protocol in evaluation.protocols:
+            lines += [f"## {protocol}: {heading}", "", *_ranker_table(evaluation, protocol, target), ""]
+            if protocol == SERVED_PROTOCOL and target == targets[0]:
+                metrics = evaluation.metrics(protocol=protocol, target=target)
+                lines += [*_metric_table(metrics, ACCURACY, evaluation.ks[protocol]), ""]
+                list_table = _metric_table(evaluation.list_metrics, LIST_LEVEL, evaluation.ks[protocol])
+                if list_table:
+                    lines += ["The served lists themselves:", "", *list_table, ""]
 
     _plot_by_k(evaluation, out_dir / "metrics_by_k.png")
     lines += ["## Metrics by K", "", "![metrics by K](metrics_by_k.png)", ""]
 
+    buckets = list(evaluation.buckets)
     bucket_metrics = [m for m in buckets[0] if "@" in m] if buckets else []
-    _plot_by_length(buckets, bucket_metrics, out_dir / "metrics_by_length.png",
-                    f"Model {evaluation.model_version}: by sequence length ({evaluation.split})")
-    lines += ["## By sequence length", "",
-              "Length = the inputs in the user's row (featurization keeps at most max_len).", "",
-              "| protocol | length | users | " + " | ".join(bucket_metrics) + " |",
-              "|---" * (3 + len(bucket_metrics)) + "|"]
-    lines += [f"| {b['protocol']} | {b['bucket']} | {b['users']:,} | "
-              + " | ".join(_fmt(b[m]) for m in bucket_metrics) + " |" for b in buckets]
-    lines += ["", "![metrics by sequence length](metrics_by_length.png)", ""]
+    if buckets:
+        _plot_by_length(buckets, bucket_metrics, out_dir / "metrics_by_length.png",
+                        f"Model {evaluation.model_version}: by sequence length ({evaluation.split})")
+        lines += ["## By sequence length", "",
+                  "Length = the inputs in the user's row (featurization keeps at most max_len); next interaction.",
+                  "", "| protocol | length | users | " + " | ".join(bucket_metrics) + " |",
+                  "|---" * (3 + len(bucket_metrics)) + "|"]
+        lines += [f"| {b['protocol']} | {b['bucket']} | {b['users']:,} | "
+                  + " | ".join(_fmt(b.get(m, math.nan)) for m in bucket_metrics) + " |" for b in buckets]
+        lines += ["", "![metrics by sequence length](metrics_by_length.png)", ""]
 
     lines += ["## Training curves", ""]
     if curves:
@@ -236,8 +264,8 @@ def render_report(evaluation: Evaluation, out_dir: Path, *, buckets: Sequence[Ma
     lines += ["## Model comparison", ""]
     if comparison:
         _plot_comparison(comparison, out_dir / "model_comparison.png", evaluation.split)
-        lines += ["Every version in `model_metrics` for this split (each on the ds it was evaluated on).", "",
-                  "| model | protocol | hr@10 | ndcg@10 |", "|---|---|---|---|"]
+        lines += ["Every version in `model_metrics` for this split (each on the ds it was evaluated on; next "
+                  "interaction, all users).", "", "| model | protocol | hr@10 | ndcg@10 |", "|---|---|---|---|"]
         lines += [f"| {r['model_version']} | {r['protocol']} | {_fmt(r.get('hr@10', math.nan))} | "
                   f"{_fmt(r.get('ndcg@10', math.nan))} |" for r in comparison]
         lines += ["", "![model comparison](model_comparison.png)", ""]
@@ -248,14 +276,10 @@ def render_report(evaluation: Evaluation, out_dir: Path, *, buckets: Sequence[Ma
     return path
 
 
-def render_for_run(config: Config, lake: Lake, scorer: Scorer, evaluation: Evaluation,
-                   settings: EvaluateSettings) -> Path:
+def render_for_run(config: Config, lake: Lake, scorer: Scorer, evaluation: Evaluation) -> Path:
     """Gather curves and the comparison for ``evaluation`` and render its report."""
-    from training.evaluate import length_bucket_metrics
-
     return render_report(
         evaluation, report_dir(config, evaluation.model_version, evaluation.split),
-        buckets=length_bucket_metrics(evaluation, settings.length_buckets, _bucket_metrics(evaluation.ks)),
         curves=training_curves(config, scorer.card.run_id),
         comparison=comparison_rows(lake, evaluation.split),
     )

@@ -1,7 +1,8 @@
 """Ranking metrics: one implementation used by training (early stopping), evaluation, reports and the gate.
 
 Ranks are pessimistic: an item scoring exactly as much as the held-out item is ranked above it, so ties
-never favour the true item.
+never favour the true item. ``UNRANKED`` is the rank of a held-out item the list could not contain (beyond
+the served list, excluded by the serving rules, newer than the model): every metric, MRR included, is 0.
 
 Two families, both defined in docs/metrics.md:
 
@@ -20,6 +21,7 @@ import torch
 
 __all__ = [
     "DEFAULT_KS",
+    "UNRANKED",
     "average_popularity",
     "catalogue_coverage",
     "discount",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
+UNRANKED = 2**40
 _DIVERSITY_CHUNK = 4096  # users per [chunk, K, K] comparison block; bounds memory at K = 50
 
 
@@ -121,7 +124,7 @@ def per_user_metrics_from_ranks(ranks: torch.Tensor,
     positions = torch.arange(1, max(ks) + 1, dtype=torch.int64)  # [Kmax]
     relevant = ranks.unsqueeze(1) == positions  # [B, Kmax]
     out = per_user_metrics(relevant, torch.ones_like(ranks), ks)
-    out["mrr"] = 1.0 / ranks.to(torch.float64)
+    out["mrr"] = torch.where(ranks < UNRANKED, 1.0 / ranks.to(torch.float64), 0.0)
     return out
 
 

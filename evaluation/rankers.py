@@ -1,0 +1,104 @@
+"""What ranks the held-out rows: a registered model, and the baselines beside it.
+
+Each ranker turns a batch of held-out rows into ``[B, V]`` scores over the model's catalogue; the protocols
+then rank them (evaluation.protocols). The model builds its inputs with the sequence contract scoring uses
+(lake.sequences) and, like scoring, ranks popularity for a row without any item it knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from evaluation.heldout import HeldOut
+from lake import ValidationError
+from lake.sequences import INPUT_COLUMNS, as_unknown_beyond, has_known_item, left_pad
+
+if TYPE_CHECKING:
+    from lake.artifacts import Scorer
+
+__all__ = ["MODEL", "ModelRanker", "PopularityRanker", "Ranker", "RecentItemsRanker", "baseline"]
+
+MODEL = "model"
+
+
+class Ranker(Protocol):
+    name: str
+
+    def scores(self, batch: HeldOut) -> torch.Tensor:
+        """``[B, V]`` float32 scores of every item index for every row; higher ranks first."""
+        ...
+
+
+@dataclass
+class ModelRanker:
+    """A registered model: user vector . item embeddings; rows without a known item rank ``fallback``."""
+
+    scorer: Scorer
+    fallback: torch.Tensor  # [V] popularity, -inf where an item was never seen (as scoring's fallback)
+    name: str = MODEL
+
+    @property
+    def size(self) -> int:
+        return int(self.scorer.item_embeddings.shape[0])
+
+    @torch.no_grad()
+    def scores(self, batch: HeldOut) -> torch.Tensor:
+        meta = self.scorer.meta
+        max_len = int(meta["max_len"])
+        sequences = {name: left_pad(batch.inputs[name], max_len) for name in INPUT_COLUMNS}  # [B, L] each
+        as_unknown_beyond(sequences["items"], self.size)
+        if "category_vocab_size" in meta:
+            as_unknown_beyond(sequences["categories"], int(meta["category_vocab_size"]))
+        usable = has_known_item(sequences["items"])
+        out = self.fallback.expand(len(batch), self.size).clone()
+        if usable.any():
+            where = np.flatnonzero(usable)
+            users = self.scorer.encode(*(torch.from_numpy(sequences[name][where]) for name in INPUT_COLUMNS))
+            users = users.to(torch.float32)
+            if not bool(torch.isfinite(users).all()):
+                raise ValidationError(f"model {self.scorer.card.version} produced non-finite user vectors; it "
+                                      f"cannot be evaluated (retrain it or check its inputs)")
+            out[torch.from_numpy(where)] = users @ self.scorer.item_embeddings.to(torch.float32).T
+        return out
+
+
+@dataclass
+class PopularityRanker:
+    """Every row ranks the items by their training interactions."""
+
+    popularity: torch.Tensor  # [V]
+    name: str = "popularity"
+
+    def scores(self, batch: HeldOut) -> torch.Tensor:
+        return self.popularity.to(torch.float32).expand(len(batch), -1).clone()
+
+
+@dataclass
+class RecentItemsRanker:
+    """The user's most recent distinct items, most recent first; nothing else is ranked (score -inf)."""
+
+    size: int
+    name: str = "recent-items"
+
+    def scores(self, batch: HeldOut) -> torch.Tensor:
+        out = torch.full((len(batch), self.size), float("-inf"))
+        inside = batch.input_items < self.size
+        rows = torch.from_numpy(batch.input_rows[inside])
+        items = torch.from_numpy(batch.input_items[inside])
+        step = torch.arange(len(batch.input_items), dtype=torch.float32)[torch.from_numpy(inside)]
+        # Steps are numbered oldest first, so an item's latest occurrence is its largest step.
+        out.view(-1).scatter_reduce_(0, rows * self.size + items, step, reduce="amax")
+        return out
+
+
+def baseline(name: str, popularity: torch.Tensor) -> Ranker:
+    """The baseline called ``name`` over a catalogue of ``len(popularity)`` items."""
+    if name == "popularity":
+        return PopularityRanker(popularity)
+    if name == "recent-items":
+        return RecentItemsRanker(len(popularity))
+    raise ValueError(f"unknown baseline {name!r}")
