@@ -336,7 +336,7 @@ def evaluate_on_lake(lake: Lake, scorers: Sequence[Scorer], *, ds: str, split: s
 
 def load_model(config: Config, model: str) -> Scorer:
     """A registered version by number, or the version carrying alias ``model`` (e.g. ``champion``), verified."""
-    from lake.artifacts import load_model as load_verified
+    from lake.registry import load_model as load_verified
 
     return load_verified(config, model)
 

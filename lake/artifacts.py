@@ -1,6 +1,6 @@
 """The model artifact contract: the files of a registered version, and how they are fetched, verified and
-loaded. Training writes them (:func:`write_digests` at registration); evaluation, the gate and scoring load
-them through :func:`fetch` and :func:`load`; nothing else knows the file names.
+loaded. Training writes them (their digests are recorded at registration); evaluation, the gate and scoring
+load them through :func:`lake.registry.fetch` and :func:`load`; nothing else knows the file names.
 
 A version is four files of plain data, none of which can run code when loaded:
 
@@ -27,19 +27,17 @@ import hashlib
 import io
 import json
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lake.errors import ArtifactIntegrityError, ModelNotFoundError
+from lake.errors import ArtifactIntegrityError
 
 if TYPE_CHECKING:
     import torch
 
-    from lake.config import Config
     from lake.registry import ModelCard
 
 __all__ = [
@@ -53,9 +51,7 @@ __all__ = [
     "Scorer",
     "check_export_archive",
     "digests",
-    "fetch",
     "load",
-    "load_model",
     "save",
     "verify",
 ]
@@ -176,24 +172,6 @@ def save(folder: Path, program: Any, item_embeddings: torch.Tensor, weights: Map
     check_export_archive((folder / SCORER).read_bytes(), what=f"the model written to {folder}")
 
 
-def fetch(config: Config, card: ModelCard) -> ModelFiles:
-    """Download ``card``'s files from the artifact store and verify them against its recorded digests."""
-    import mlflow
-
-    from lake.registry import tracking
-
-    what = f"model version {card.version}"
-    with tempfile.TemporaryDirectory(prefix=f"seqrec-model-{card.version}-") as tmp, tracking(config):
-        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{card.name}/{card.version}", dst_path=tmp))
-        present = {path.name for path in folder.iterdir()}
-        if not set(MODEL_FILES) <= present:
-            raise ModelNotFoundError(f"{what} holds {sorted(present)}, not the files {list(MODEL_FILES)} this "
-                                     f"release loads; retrain it with `seqrec train`")
-        contents = {name: (folder / name).read_bytes() for name in MODEL_FILES}
-    verify(contents, card.sha256, what=what)
-    return ModelFiles(card, contents)
-
-
 def load(files: ModelFiles, device: str = "cpu") -> Scorer:
     """Verify ``files`` (again: executors check what they were sent) and load them as a :class:`Scorer`."""
     import torch
@@ -205,10 +183,3 @@ def load(files: ModelFiles, device: str = "cpu") -> Scorer:
     program = torch.export.load(io.BytesIO(files.contents[SCORER])).module().to(device)
     item_embeddings = load_safetensors(files.contents[ITEM_EMBEDDINGS])[EMBEDDINGS_KEY].to(device)
     return Scorer(card=files.card, program=program, item_embeddings=item_embeddings.float(), meta=files.meta)
-
-
-def load_model(config: Config, reference: str | None = None, device: str = "cpu") -> Scorer:
-    """Resolve ``reference`` (a version number or an alias; the champion by default), fetch, verify, load."""
-    from lake.registry import resolve
-
-    return load(fetch(config, resolve(config, reference)), device)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from lake.config import Config
 from lake.errors import ModelNotFoundError, RegistryError
 
 if TYPE_CHECKING:
+    from lake.artifacts import ModelFiles, Scorer
     from lake.tables import Lake
 
 __all__ = [
@@ -37,9 +39,11 @@ __all__ = [
     "ModelCard",
     "approve",
     "champion_as_of",
+    "fetch",
     "find",
     "find_by_run_key",
     "list_versions",
+    "load_model",
     "mirror_to_table",
     "promote",
     "register",
@@ -330,3 +334,28 @@ def mirror_to_table(config: Config, lake: Lake, *, name: str = MODEL_NAME) -> in
 
     lake.write("models", pa.table(rows, schema=spec("models").schema), mode="overwrite")
     return len(cards)
+
+
+def fetch(config: Config, card: ModelCard) -> ModelFiles:
+    """Download ``card``'s files from the artifact store and verify them against its recorded digests."""
+    import mlflow
+
+    from lake.artifacts import MODEL_FILES, ModelFiles, verify
+
+    what = f"model version {card.version}"
+    with tempfile.TemporaryDirectory(prefix=f"seqrec-model-{card.version}-") as tmp, tracking(config):
+        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{card.name}/{card.version}", dst_path=tmp))
+        present = {path.name for path in folder.iterdir()}
+        if not set(MODEL_FILES) <= present:
+            raise ModelNotFoundError(f"{what} holds {sorted(present)}, not the files {list(MODEL_FILES)} this "
+                                     f"release loads; retrain it with `seqrec train`")
+        contents = {name: (folder / name).read_bytes() for name in MODEL_FILES}
+    verify(contents, card.sha256, what=what)
+    return ModelFiles(card, contents)
+
+
+def load_model(config: Config, reference: str | None = None, device: str = "cpu") -> Scorer:
+    """Resolve ``reference`` (a version number or an alias; the champion by default), fetch, verify, load."""
+    from lake.artifacts import load
+
+    return load(fetch(config, resolve(config, reference)), device)

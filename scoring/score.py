@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 from lake import Config, EmptyInputError, Lake
 from lake import errors as lake_errors
-from lake.artifacts import fetch
-from lake.registry import ModelCard
+from lake.registry import ModelCard, fetch
 from lake.serving import Catalogue, ServingRules, build_catalogue, denied_item_ids, latest_item_categories
 from scoring.inputs import active_users, excluded_items, excluded_pairs, item_popularity, scoring_users
 from scoring.model import select_model

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lake import Config, Lake, ModelNotFoundError
-from lake.artifacts import fetch, load, load_model
+from lake.artifacts import load
+from lake.registry import fetch, load_model
 from scoring.model import select_model
 from tests.scoring.conftest import MODEL_VOCAB_SIZE, register_model, vocab_table
 

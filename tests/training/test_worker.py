@@ -12,7 +12,8 @@ import torch
 
 from evaluation.metrics import target_ranks
 from lake import Config, Lake, registry
-from lake.artifacts import MODEL_FILES, digests, load_model
+from lake.artifacts import MODEL_FILES, digests
+from lake.registry import load_model
 from lake.vocab import item_vocab_fingerprint
 from tests.training.conftest import DS, TinyData, tiny_config
 from training.data import ExampleSource, TrainExamples
