@@ -57,7 +57,7 @@ def command(
                     continue
                 users = evaluation.group_users(ranker, protocol, target)
                 repeat = evaluation.group_users(ranker, protocol, target, "repeat")
-                console.print(
+                typer.echo(
                     f"{target:>11} {protocol:>11} {ranker:>12}: HR@10 {m.get('hr@10', float('nan')):.4f}  "
                     f"NDCG@10 {m.get('ndcg@10', float('nan')):.4f}  MRR {m['mrr']:.4f}  "
                     f"({users:,} users, {repeat / max(users, 1):.0%} repeat targets)")

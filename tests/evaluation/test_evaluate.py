@@ -464,3 +464,23 @@ def test_evaluation_memory_does_not_grow_with_users(config: Config, tmp_path: Pa
     print(f"evaluation raised peak RSS by {small:.0f} MiB at 5k users, {large:.0f} MiB at 80k")
     assert small > 0, "the measurement sees the evaluation's own allocations"
     assert large < small + 40, f"peak RSS grew by {large - small:.0f} MiB from 5k to 80k users"
+
+
+def test_cli_prints_the_served_protocol_first_and_the_table_version(eval_config: Config, lake: Lake,
+                                                                     tmp_path: Path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    write_dataset(lake)
+    version = register_model(eval_config, tmp_path, oracle_table())
+    config_file = tmp_path / "seqrec.yaml"
+    config_file.write_text(yaml.safe_dump(dict(eval_config.overrides)))
+    done = CliRunner().invoke(app, ["evaluate", "--model", version, "--config", str(config_file)])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.strip().splitlines()
+    served = [line for line in lines if " served " in line]
+    assert served and " model: HR@10 1.0000" in served[0] and "(30 users, 0% repeat targets)" in served[0]
+    assert lines.index(served[0]) < min(i for i, line in enumerate(lines) if " full " in line)
+    assert lines[-1].startswith(f"model_version={version} split=test ds={DS} model_metrics_version=")
