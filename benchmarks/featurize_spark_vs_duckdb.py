@@ -1,6 +1,6 @@
 """Benchmark: the Spark featurize stage against the same featurization in DuckDB SQL, on the same events.
 
-Generates N synthetic events (featurization.generate: power-law items, sessions, funnel, bots,
+Generates N synthetic events (sources.synthetic: power-law items, sessions, funnel, bots,
 duplicates), writes them straight into the ``events`` table of a fresh lake (bypassing ingest, which is
 not what is measured), then times in one run, each from the same Parquet files:
 
@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from featurization.featurize import FeaturizeSettings, featurize  # noqa: E402
-from featurization.generate import GenerateSettings, day_starts, generate_events  # noqa: E402
 from lake import Config, Lake, load_config  # noqa: E402
 from lake.schemas import BEHAVIOUR_INDEX, spec  # noqa: E402
+from sources.synthetic import GenerateSettings, day_starts, generate_events  # noqa: E402
 
 TAOBAO_TO_CANONICAL = {"pv": "click", "fav": "favourite", "cart": "cart", "buy": "purchase"}
 

@@ -11,12 +11,12 @@ from jobs._common import ConfigOption, console, run_stage
 from lake import Config
 
 if TYPE_CHECKING:
-    from featurization.generate import GenerateResult
+    from sources.synthetic import GenerateResult
 
 
 def run(config: Config, output: str) -> GenerateResult:
     """Write the `generate` section's synthetic events under ``output`` as Taobao-format CSV files."""
-    from featurization.generate import GenerateSettings, generate
+    from sources.synthetic import GenerateSettings, generate
 
     return generate(GenerateSettings.from_config(config), output, config.lake.timezone)
 
@@ -51,7 +51,7 @@ def convert_sasrec_command(
     config: ConfigOption = None,
 ) -> None:
     """Convert a SASRec-format file into events for `seqrec ingest` (order kept, one behaviour, one day)."""
-    from featurization.sasrec import convert_sasrec
+    from sources.sasrec_format import convert_sasrec
 
     result = run_stage("convert-sasrec", ds, config,
                        lambda cfg: convert_sasrec(input_path, output, ds, cfg.lake.timezone, base=cfg.overrides))

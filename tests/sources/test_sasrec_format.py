@@ -8,8 +8,8 @@ import pytest
 
 from featurization.featurize import featurize
 from featurization.ingest import ingest
-from featurization.sasrec import convert_sasrec, read_sasrec, sasrec_events
 from lake import Config, InputError, Lake, load_config
+from sources.sasrec_format import convert_sasrec, read_sasrec, sasrec_events
 
 # Users' lines interleave: order must be kept per user, wherever the lines are.
 SASREC_LINES = ["1 30", "1 10", "2 10", "1 20", "2 30", "3 20", "2 20", "3 10", "3 30", "1 10"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurization.generate import GenerateSettings, day_starts, generate, generate_events
 from lake import Config, ConfigError
+from sources.synthetic import GenerateSettings, day_starts, generate, generate_events
 
 SMALL = {"events": 20_000, "days": 3, "categories": 20, "bot_users": 2, "bot_events_per_day": 500, "malformed_rows": 9}
 TIMEZONE = "Asia/Shanghai"

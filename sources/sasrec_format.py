@@ -124,7 +124,7 @@ def convert_sasrec(
     pq.write_table(events, events_file)
     config_file = folder / "seqrec.yaml"
     config_file.write_text(
-        f"# Reads {events_file.name} (converted from {input_path}, all on ds={ds}); see featurization/sasrec.py.\n"
+        f"# Reads {events_file.name} (converted from {input_path}, all on ds={ds}); see sources/sasrec_format.py.\n"
         + yaml.safe_dump(_with_sasrec_settings(dict(base or {})), sort_keys=False)
     )
     return ConvertResult(
