@@ -19,7 +19,8 @@ def test_petastorm_reads_a_delta_snapshot_into_torch_tensors(lake: Lake):
 
     rows = {"user_id": list(range(10)), "split": ["train"] * 10,
             "items": [[2, 3, 4]] * 10, "behaviours": [[1, 1, 5]] * 10, "categories": [[2, 2, 3]] * 10,
-            "gap_buckets": [[1, 4, 6]] * 10, "targets": [[3, 4, 5]] * 10, "ds": ["2017-11-25"] * 10}
+            "gap_buckets": [[1, 4, 6]] * 10, "days": [[17495] * 3] * 10, "targets": [[3, 4, 5]] * 10,
+            "target_behaviours": [[1, 1, 1]] * 10, "ds": ["2017-11-25"] * 10}
     lake.write("train_examples", pa.table(rows), partition="2017-11-25")
     urls = [f"file://{p}" for p in lake.file_uris("train_examples")]
 
