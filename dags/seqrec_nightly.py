@@ -15,19 +15,17 @@ vocabularies grow in date order), and its model decision waits for the previous 
 gates and scores against the model the previous day left). So day D+1's features are built while day D
 trains and scores, and no two days ever write the same table at once.
 
-Settings are environment variables of the Airflow workers, read when a task runs (see `setting`):
-SEQREC_REPO, SEQREC_JOB_VENV, SEQREC_LAKE_ROOT, SEQREC_SOURCE, SEQREC_TRAIN_NP, SEQREC_TRAIN_WEEKDAYS,
-SEQREC_SPARK_DRIVER_MEMORY, SEQREC_SPARK_JARS_DIR, SEQREC_DROP_MARKER (the file that marks a folder drop
-complete, `_SUCCESS`); SEQREC__<SECTION>__<KEY> variables reach the jobs unchanged. Read when the file is
-parsed: the schedule (SEQREC_SCHEDULE, SEQREC_END_DATE), the Spark connection id (SEQREC_SPARK_CONN_ID; the
-master is that connection's, spark_default = local[2] from scripts/airflow_env.sh) and how often a waiting
-day looks at the previous one (SEQREC_PREVIOUS_RUN_POKE_SECONDS).
+Settings are environment variables of the Airflow workers, read when a task runs (seqrec_settings.py beside
+this file: the settings, the job environment, the weekday policy, the JSON lines; SEQREC_DROP_MARKER, the
+file that marks a folder drop complete, is seqrec_drops.py's). Read when the file is parsed: the schedule
+(SEQREC_SCHEDULE, SEQREC_END_DATE), the Spark connection id (SEQREC_SPARK_CONN_ID; the master is that
+connection's, spark_default = local[2] from scripts/airflow_env.sh) and how often a waiting day looks at the
+previous one (SEQREC_PREVIOUS_RUN_POKE_SECONDS).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import shlex
@@ -37,96 +35,23 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, XComArg, dag, task
 from seqrec_drops import DEFAULT_MARKER, drop_status
+from seqrec_settings import (
+    JOB_ENV_NAMES,
+    chosen_model,
+    job_env,
+    raw_source,
+    seqrec_command,
+    setting,
+    spark_classpath,
+    summary,
+    training_reasons,
+)
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "seqrec_nightly"
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-_DEFAULTS = {
-    "SEQREC_REPO": "{repo}",  # the checkout this file lives in
-    "SEQREC_JOB_VENV": "{repo}/.venv",
-    "SEQREC_LAKE_ROOT": "{repo}/lakehouse",
-    # A file or folder; {ds} is replaced by the logical date (a daily drop such as raw/ds={ds}/).
-    "SEQREC_SOURCE": "{repo}/tests/fixtures/taobao_sample.csv",
-    "SEQREC_TRAIN_NP": "2",
-    # Weekdays (mon..sun, comma-separated) or "daily" on which a new model is trained.
-    "SEQREC_TRAIN_WEEKDAYS": "sun",
-    "SEQREC_SPARK_DRIVER_MEMORY": "2g",
-    # Delta's and hadoop-aws's jars (scripts/fetch_spark_jars.sh), at the same path on every Spark host.
-    "SEQREC_SPARK_JARS_DIR": "~/.cache/seqrec/jars",
-}
-
-
-def _repo() -> str:
-    return os.environ.get("SEQREC_REPO") or str(Path(__file__).resolve().parents[1])
-
-
-def setting(name: str) -> str:
-    """DAG setting ``name``: the worker's environment variable if set, else its default."""
-    value = os.environ.get(name) or _DEFAULTS[name].format(repo=_repo())
-    if name == "SEQREC_SPARK_JARS_DIR":
-        value = os.path.expanduser(value)
-    if name == "SEQREC_LAKE_ROOT" and "://" not in value:
-        value = os.path.join(_repo(), value)  # a relative root must not depend on the worker's cwd
-    return value
-
-
-JOB_ENV_NAMES = (
-    "PATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SEQREC__LAKE__ROOT",
-    "SEQREC__LAKE__MLFLOW_TRACKING_URI", "SEQREC__LAKE__MLFLOW_ARTIFACT_ROOT", "SEQREC__LAKE__REPORTS_DIR",
-    "SEQREC__SPARK__JARS_DIR",
-)
-
-
-def job_env(name: str) -> str:
-    """Variable ``name`` for the job processes: the job venv first on PATH, and every lake path pinned
-    under SEQREC_LAKE_ROOT unless the worker sets that SEQREC__LAKE__* variable itself. An object-store root
-    (s3://...) needs a tracking server: SQLite cannot live there, and workers do not share a local file."""
-    if name.startswith("SEQREC__") and os.environ.get(name):
-        return os.environ[name]
-    venv_bin = f"{setting('SEQREC_JOB_VENV')}/bin"
-    root = setting("SEQREC_LAKE_ROOT")
-    if "://" in root and name == "SEQREC__LAKE__MLFLOW_TRACKING_URI":
-        raise ValueError(f"SEQREC_LAKE_ROOT={root} is not a local folder: set SEQREC__LAKE__MLFLOW_TRACKING_URI "
-                         "to your MLflow tracking server (see docs/deployment.md)")
-    values = {
-        # The apache-spark provider runs `spark-submit` from PATH; this makes it the job venv's.
-        "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "PYSPARK_PYTHON": f"{venv_bin}/python",
-        "PYSPARK_DRIVER_PYTHON": f"{venv_bin}/python",
-        "SEQREC__LAKE__ROOT": root,
-        "SEQREC__LAKE__MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-        "SEQREC__LAKE__MLFLOW_ARTIFACT_ROOT": f"{root}/mlflow-artifacts",
-        # Reports are files people open: next to a local lake, else in the repo's var/ on the worker.
-        "SEQREC__LAKE__REPORTS_DIR": f"{root}/reports" if "://" not in root else f"{_repo()}/var/reports",
-        "SEQREC__SPARK__JARS_DIR": setting("SEQREC_SPARK_JARS_DIR"),
-    }
-    return values[name]
-
-
-def raw_source(ds: str) -> str:
-    """The raw events path for ds (SEQREC_SOURCE with {ds} replaced)."""
-    return setting("SEQREC_SOURCE").replace("{ds}", ds)
-
-
-def is_training_day(ds: str, weekdays: str) -> bool:
-    """Whether ds falls on one of ``weekdays`` ("daily" or e.g. "sun" / "mon,thu")."""
-    wanted = {day.strip().lower()[:3] for day in weekdays.split(",") if day.strip()}
-    if wanted == {"dai"}:
-        return True
-    unknown = sorted(wanted - set(WEEKDAYS))
-    if unknown or not wanted:
-        raise ValueError(f"SEQREC_TRAIN_WEEKDAYS={weekdays!r}: use 'daily' or weekdays from {WEEKDAYS}")
-    return WEEKDAYS[dt.date.fromisoformat(ds).weekday()] in wanted
-
-
-def summary(xcom: str, task_id: str) -> dict:
-    """The JSON line a `seqrec` command prints last (its XCom), as a dict."""
-    try:
-        return json.loads(xcom)
-    except (TypeError, ValueError):
-        raise ValueError(f"{task_id} did not end with its JSON summary line; got {xcom!r}") from None
+# Templated values that read the settings on the worker when the task runs.
+JOB_ENV = {name: f"{{{{ job_env('{name}') }}}}" for name in JOB_ENV_NAMES}
 
 
 def previous_day_done(ti, task_id: str) -> bool:
@@ -156,21 +81,6 @@ def wait_for_previous(task_id: str, why: str) -> XComArg:
         return previous_day_done(ti, task_id)
 
     return wait()
-
-
-# Templated values that read the settings on the worker when the task runs.
-JOB_ENV = {name: f"{{{{ job_env('{name}') }}}}" for name in JOB_ENV_NAMES}
-
-
-def _seqrec(args: str) -> str:
-    return f"{shlex.quote(setting('SEQREC_JOB_VENV') + '/bin/seqrec')} {args}"
-
-
-def spark_classpath() -> str:
-    """The jars of SEQREC_SPARK_JARS_DIR as a classpath: spark-submit fixes the driver's classpath when it
-    starts the JVM, so Delta's and hadoop-aws's jars go on it there (executors look at the same path)."""
-    folder = Path(setting("SEQREC_SPARK_JARS_DIR"))
-    return ":".join(sorted(str(jar) for jar in folder.glob("*.jar"))) if folder.is_dir() else ""
 
 
 def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOperator:
@@ -237,61 +147,44 @@ def seqrec_nightly() -> None:
     def champion() -> str:
         """The registry's champion now; the XCom is `seqrec champion`'s JSON line. A registry that cannot
         answer fails this task (retried), never reads as "no champion"."""
-        return "set -euo pipefail\n" + _seqrec("champion")
+        return seqrec_command("champion")
 
     @task.branch(execution_timeout=dt.timedelta(minutes=5))
     def decide_training(current: str, ds: str | None = None, params: dict | None = None) -> str:
         """Train on training weekdays, when no champion exists yet, or when params.force_train is set."""
-        known = summary(current, "champion")["champion"]
         weekdays = setting("SEQREC_TRAIN_WEEKDAYS")
-        reasons = [why for why, applies in (
-            ("params.force_train is set", params["force_train"]),
-            ("there is no champion model yet", known is None),
-            (f"{ds} is a training day (SEQREC_TRAIN_WEEKDAYS={weekdays})", is_training_day(ds, weekdays)),
-        ) if applies]
+        reasons = training_reasons(current, ds, weekdays, force=params["force_train"])
         if reasons:
             log.info("training a new model: %s", "; ".join(reasons))
             return "train"
-        log.info("not training today (SEQREC_TRAIN_WEEKDAYS=%s): scoring with champion model %s", weekdays, known)
+        log.info("not training today (SEQREC_TRAIN_WEEKDAYS=%s): scoring with the champion", weekdays)
         return "keep_champion"
 
     @task.bash(**job_task, execution_timeout=dt.timedelta(hours=3))
     def train(ds: str | None = None, run_id: str | None = None) -> str:
         """Horovod training (gloo, SEQREC_TRAIN_NP processes); the XCom is `seqrec train`'s JSON line. The
         run id keys the registration, so a retry returns the version the first try registered."""
-        return "set -euo pipefail\n" + _seqrec(
+        return seqrec_command(
             f"train --ds {ds} --np {int(setting('SEQREC_TRAIN_NP'))} --run-key {shlex.quote(f'{DAG_ID}/{run_id}')}")
 
     @task.bash(**job_task, execution_timeout=dt.timedelta(minutes=30))
     def evaluate(trained: str, ds: str | None = None) -> str:
         version = summary(trained, "train")["model_version"]
-        return "set -euo pipefail\n" + _seqrec(f"evaluate --model {shlex.quote(version)} --ds {ds}")
+        return seqrec_command(f"evaluate --model {shlex.quote(version)} --ds {ds}")
 
     @task.bash(**job_task, execution_timeout=dt.timedelta(minutes=30))
     def gate(trained: str, ds: str | None = None) -> str:
         """The quality gate; the XCom is its JSON line {"gate", "model_version", "serve", "champion"}."""
         version = summary(trained, "train")["model_version"]
-        return "set -euo pipefail\n" + _seqrec(f"gate --model {shlex.quote(version)} --ds {ds}")
+        return seqrec_command(f"gate --model {shlex.quote(version)} --ds {ds}")
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=dt.timedelta(minutes=2))
     def choose_model(ti=None) -> str:
         """The model version to score with: the version today's gate approved, else the unchanged champion.
         The champion alias itself moves only at publish, once that model's recommendations are live."""
-        gated = ti.xcom_pull(task_ids="gate")
-        if gated is None:
-            known = summary(ti.xcom_pull(task_ids="champion"), "champion")["champion"]
-            if known is None:
-                raise RuntimeError("no model was trained and there is no champion to score with")
-            log.info("no training today: scoring with champion model %s", known)
-            return known
-        decision = summary(gated, "gate")
-        if decision["gate"] == "approved":
-            log.info("quality gate APPROVED model %s: scoring with it (publish makes it the champion)",
-                     decision["model_version"])
-        else:
-            log.warning("quality gate BLOCKED model %s: scoring with the current champion model %s instead",
-                        decision["model_version"], decision["serve"])
-        return decision["serve"]
+        version, why = chosen_model(ti.xcom_pull(task_ids="gate"), ti.xcom_pull(task_ids="champion"))
+        (log.warning if "BLOCKED" in why else log.info)(why)
+        return version
 
     current = champion()
     decision = decide_training(current)

@@ -66,7 +66,7 @@ if dag is not None:
                      "conf": {k: render(v) for k, v in ingest.conf.items()},
                      "env": {k: render(v) for k, v in ingest.env_vars.items()},
                      "spark_submit": shutil.which("spark-submit", path=path), "conn_id": ingest._conn_id}
-    import seqrec_nightly as module
+    import seqrec_settings as module  # the helpers the DAG imports, from the bundle folder
     out["training_days"] = {spec: [d for d in ("2017-11-25", "2017-11-26", "2017-11-27")
                                    if module.is_training_day(d, spec)] for spec in ("sun", "daily", "Mon, sat")}
     try:
