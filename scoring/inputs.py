@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from lake.sequences import INPUT_COLUMNS
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -78,8 +80,7 @@ def scoring_users(active: DataFrame, sequences: DataFrame, excluded: DataFrame |
     """
     from pyspark.sql import functions as F
 
-    users = active.join(
-        sequences.select("user_id", "items", "behaviours", "categories", "gap_buckets"), "user_id", "left")
+    users = active.join(sequences.select("user_id", *INPUT_COLUMNS), "user_id", "left")
     if excluded is None:
         return users.withColumn("excluded", F.lit(None).cast("array<int>"))
     return users.join(excluded, "user_id", "left")

@@ -19,8 +19,7 @@ import pyarrow.compute as pc
 
 from lake.artifacts import ModelFiles, load
 from lake.errors import InputError, ModelNotFoundError
-from lake.sequences import INPUT_COLUMNS as SEQUENCE_COLUMNS
-from lake.sequences import as_unknown_beyond, has_known_item, left_pad
+from lake.sequences import INPUT_COLUMNS, as_unknown_beyond, has_known_item, left_pad
 from lake.serving import Catalogue, served_top
 
 if TYPE_CHECKING:
@@ -31,8 +30,8 @@ if TYPE_CHECKING:
     from lake.artifacts import Scorer
 
 __all__ = [
-    "INPUT_COLUMNS",
     "OUTPUT_SCHEMA",
+    "USER_ROW_COLUMNS",
     "LoadedPlan",
     "RankPlan",
     "load_plan",
@@ -40,7 +39,7 @@ __all__ = [
     "recommend",
 ]
 
-INPUT_COLUMNS = ("user_id", *SEQUENCE_COLUMNS, "excluded")
+USER_ROW_COLUMNS = ("user_id", *INPUT_COLUMNS, "excluded")
 OUTPUT_SCHEMA = pa.schema([
     pa.field("user_id", pa.int64(), nullable=False),
     pa.field("rank", pa.int32(), nullable=False),
@@ -145,7 +144,7 @@ def _rank_group(loaded: LoadedPlan, scores: torch.Tensor, user_ids: np.ndarray, 
 
 
 def rank_batch(loaded: LoadedPlan, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    """One Arrow batch of users (``INPUT_COLUMNS``) -> batches of ``OUTPUT_SCHEMA`` rows, up to
+    """One Arrow batch of users (``USER_ROW_COLUMNS``) -> batches of ``OUTPUT_SCHEMA`` rows, up to
     ``users_per_batch`` users scored per matrix product."""
     for start in range(0, batch.num_rows, loaded.plan.users_per_batch):
         yield from _rank_chunk(loaded, batch.slice(start, loaded.plan.users_per_batch))
@@ -156,10 +155,10 @@ def _rank_chunk(loaded: LoadedPlan, chunk: pa.RecordBatch) -> list[pa.RecordBatc
 
     plan = loaded.plan
     size, max_len = plan.catalogue.size, plan.model.max_len
-    lengths = [pc.fill_null(pc.list_value_length(chunk.column(name)), 0) for name in SEQUENCE_COLUMNS]
+    lengths = [pc.fill_null(pc.list_value_length(chunk.column(name)), 0) for name in INPUT_COLUMNS]
     if any(not length.equals(lengths[0]) for length in lengths[1:]):
         raise InputError("user_sequences rows have lists of different lengths; rebuild them with featurize")
-    sequences = {name: left_pad(chunk.column(name), max_len) for name in SEQUENCE_COLUMNS}  # [B, L] each
+    sequences = {name: left_pad(chunk.column(name), max_len) for name in INPUT_COLUMNS}  # [B, L] each
     items = sequences["items"]
     if (items < 0).any():
         raise InputError("user_sequences holds negative item indexes; rebuild them with featurize")
@@ -174,7 +173,7 @@ def _rank_chunk(loaded: LoadedPlan, chunk: pa.RecordBatch) -> list[pa.RecordBatc
         if usable.any():
             where = np.flatnonzero(usable)
             inputs = [torch.as_tensor(sequences[name][where], device=loaded.device)
-                      for name in SEQUENCE_COLUMNS]  # [b, L] each
+                      for name in INPUT_COLUMNS]  # [b, L] each
             users = loaded.scorer.encode(*inputs).float()  # [b, H]
             if not bool(torch.isfinite(users).all()):
                 raise ModelNotFoundError(f"model version {plan.model.card.version} encoded NaN or inf user "
@@ -210,7 +209,7 @@ def _set_threads(plan: RankPlan) -> None:
 
 
 def recommend(users: DataFrame, plan_broadcast: Broadcast[RankPlan]) -> DataFrame:
-    """Users (``INPUT_COLUMNS``) -> one row per (user, rank) in ``OUTPUT_SCHEMA``, scored by executors."""
+    """Users (``USER_ROW_COLUMNS``) -> one row per (user, rank) in ``OUTPUT_SCHEMA``, scored by executors."""
 
     key = uuid.uuid4().hex  # names this job's plan in the executors' per-process cache
 
@@ -220,7 +219,7 @@ def recommend(users: DataFrame, plan_broadcast: Broadcast[RankPlan]) -> DataFram
         for batch in batches:
             yield from rank_batch(loaded, batch)
 
-    return users.select(*INPUT_COLUMNS).mapInArrow(rank_partition, _spark_schema())
+    return users.select(*USER_ROW_COLUMNS).mapInArrow(rank_partition, _spark_schema())
 
 
 def _spark_schema() -> Any:

@@ -31,11 +31,11 @@ import pyarrow.csv as pacsv
 
 from lake import Config, ConfigError, typed_section
 
-__all__ = ["BEHAVIOURS", "GenerateResult", "GenerateSettings", "day_starts", "generate", "generate_events"]
+__all__ = ["TAOBAO_BEHAVIOUR_CODES", "GenerateResult", "GenerateSettings", "day_starts", "generate", "generate_events"]
 
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 # Raw behaviour codes of the Taobao format, in funnel order; ingest maps them to click, favourite, cart, purchase.
-BEHAVIOURS = ("pv", "fav", "cart", "buy")
+TAOBAO_BEHAVIOUR_CODES = ("pv", "fav", "cart", "buy")
 PV, FAV, CART, BUY = range(4)
 SECONDS_PER_DAY = 86_400
 # Ids are drawn from this range so they look like the real dump's (sparse, unordered).
@@ -235,7 +235,7 @@ def generate_events(settings: GenerateSettings, timezone: str) -> tuple[pa.Table
         "user_id": user[order].astype(np.int64),
         "item_id": item_ids[item[order]],
         "category_id": category_ids[item_category[item[order]]],
-        "behaviour": pa.DictionaryArray.from_arrays(behaviour[order].astype(np.int8), list(BEHAVIOURS)),
+        "behaviour": pa.DictionaryArray.from_arrays(behaviour[order].astype(np.int8), list(TAOBAO_BEHAVIOUR_CODES)),
         "timestamp": timestamp[order],
     })
     result = GenerateResult(

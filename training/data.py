@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from petastorm import make_batch_reader
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lake import EmptyInputError, InputError, Lake
 from lake.schemas import PAD_INDEX
+from lake.sequences import left_pad
 from lake.storage import petastorm_filesystem
 from training.batch import SEQUENCE_COLUMNS, Batch
 
@@ -97,14 +99,9 @@ class _SelectAndPad:
             keep &= user_shard(frame["user_id"].to_numpy(), self.row_shard.count) == self.row_shard.index
         keep &= frame["items"].map(len).to_numpy() > 0
         chosen = frame[keep]
-        return pd.DataFrame({column: [self._left_pad(steps) for steps in chosen[column]]
+        return pd.DataFrame({column: list(left_pad(pa.array(chosen[column].tolist(), pa.list_(pa.int64())),
+                                                   self.max_len))
                              for column in SEQUENCE_COLUMNS})
-
-    def _left_pad(self, steps: Any) -> np.ndarray:
-        recent = np.asarray(steps, dtype=np.int64)[-self.max_len :]
-        padded = np.full(self.max_len, PAD_INDEX, dtype=np.int64)
-        padded[self.max_len - len(recent) :] = recent
-        return padded
 
 
 def user_shard(user_ids: np.ndarray, shard_count: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from torch import nn
 
 from lake import artifacts
 from lake.schemas import PAD_INDEX
-from training.losses import FIRST_ITEM
+from lake.sequences import FIRST_ITEM_INDEX
 from training.models import SequentialRecommender
 
 __all__ = ["UserEncoder", "write_model_folder"]
@@ -49,7 +49,7 @@ def write_model_folder(model: SequentialRecommender, folder: Path, max_len: int)
 
 def _example_inputs(max_len: int) -> tuple[torch.Tensor, ...]:
     """Two rows, one full and one mostly padding, so tracing sees both cases."""
-    items = torch.full((2, max_len), FIRST_ITEM, dtype=torch.int64)
+    items = torch.full((2, max_len), FIRST_ITEM_INDEX, dtype=torch.int64)
     items[1, : max_len - 1] = PAD_INDEX
     features = torch.where(items == PAD_INDEX, PAD_INDEX, 1)
     return items, features.clone(), features.clone(), features.clone()

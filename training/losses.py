@@ -11,11 +11,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from lake.schemas import UNKNOWN_INDEX
+from lake.sequences import FIRST_ITEM_INDEX
 
-__all__ = ["FIRST_ITEM", "LossType", "binary_cross_entropy", "full_softmax", "sampled_softmax", "sequence_loss"]
+__all__ = ["LossType", "binary_cross_entropy", "full_softmax", "sampled_softmax", "sequence_loss"]
 
-FIRST_ITEM = UNKNOWN_INDEX + 1
 LossType = Literal["full_softmax", "sampled_softmax", "bce"]
 
 
@@ -26,11 +25,11 @@ def sequence_loss(kind: LossType, hidden: torch.Tensor, targets: torch.Tensor, i
     Args:
         kind: which loss.
         hidden: ``[B, L, H]`` sequence states.
-        targets: ``[B, L]`` next item per position; below FIRST_ITEM means no loss there.
+        targets: ``[B, L]`` next item per position; below FIRST_ITEM_INDEX means no loss there.
         item_embeddings: ``[V, H]`` the output (tied) item embeddings.
         negatives: negatives per position for ``sampled_softmax``.
     """
-    at = targets >= FIRST_ITEM  # [B, L]
+    at = targets >= FIRST_ITEM_INDEX  # [B, L]
     states = hidden[at]  # [N, H]
     wanted = targets[at]  # [N]
     if wanted.numel() == 0:
@@ -48,7 +47,7 @@ def sequence_loss(kind: LossType, hidden: torch.Tensor, targets: torch.Tensor, i
 def full_softmax(states: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against every real item. states ``[N, H]``, targets ``[N]``, item_embeddings ``[V, H]``."""
     logits = (states @ item_embeddings.T).float()  # [N, V]
-    logits[:, :FIRST_ITEM] = float("-inf")
+    logits[:, :FIRST_ITEM_INDEX] = float("-inf")
     return F.cross_entropy(logits, targets)
 
 
@@ -74,8 +73,9 @@ def binary_cross_entropy(states: torch.Tensor, targets: torch.Tensor, item_embed
 
 def uniform_negatives(targets: torch.Tensor, count: int, vocab_size: int) -> torch.Tensor:
     """``[N, count]`` items drawn uniformly from the real items other than each row's target."""
-    if vocab_size - FIRST_ITEM < 2:
-        raise ValueError(f"negative sampling needs at least 2 real items; the vocabulary has {vocab_size - FIRST_ITEM}")
+    if vocab_size - FIRST_ITEM_INDEX < 2:
+        raise ValueError(f"negative sampling needs at least 2 real items; the vocabulary has "
+                         f"{vocab_size - FIRST_ITEM_INDEX}")
     # draw from one fewer item, then step over the target: uniform over the rest, no rejection loop
-    drawn = torch.randint(FIRST_ITEM, vocab_size - 1, (targets.shape[0], count), device=targets.device)
+    drawn = torch.randint(FIRST_ITEM_INDEX, vocab_size - 1, (targets.shape[0], count), device=targets.device)
     return drawn + (drawn >= targets[:, None]).long()

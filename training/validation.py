@@ -15,8 +15,8 @@ import torch
 
 from evaluation.metrics import per_user_metrics_from_ranks, target_ranks
 from evaluation.protocols import sample_negatives
+from lake.sequences import FIRST_ITEM_INDEX
 from training.batch import Batch
-from training.losses import FIRST_ITEM
 from training.models import SequentialRecommender
 from training.settings import VALID_METRICS
 
@@ -54,7 +54,7 @@ def mask_seen(scores: torch.Tensor, batch: Batch) -> torch.Tensor:
     """``scores`` ``[B, V]`` with padding, unknown and seen items set to -inf in place, except the target."""
     target = batch.targets[:, -1]  # [B]
     target_score = scores.gather(1, target[:, None])  # [B, 1]
-    scores[:, :FIRST_ITEM] = float("-inf")
+    scores[:, :FIRST_ITEM_INDEX] = float("-inf")
     scores.scatter_(1, batch.items.clamp(max=scores.shape[1] - 1), float("-inf"))
     return scores.scatter_(1, target[:, None], target_score)
 
@@ -67,7 +67,7 @@ def sampled_candidates(batch: Batch, negatives: int, vocab_size: int, generator:
     """
     target = batch.targets[:, -1].clamp(max=vocab_size - 1)  # [B]
     excluded = torch.zeros(len(target), vocab_size, dtype=torch.bool)  # [B, V]
-    excluded[:, :FIRST_ITEM] = True
+    excluded[:, :FIRST_ITEM_INDEX] = True
     excluded.scatter_(1, batch.items.clamp(max=vocab_size - 1), True)
     excluded.scatter_(1, target[:, None], True)
     available = int((~excluded).sum(dim=1).min())
@@ -86,7 +86,7 @@ def ranking_totals(model: SequentialRecommender, batches: Sequence[Batch], candi
     users = 0
     for batch, sampled in zip(batches, candidates, strict=True):
         batch = batch.to(device)
-        known = batch.targets[:, -1] >= FIRST_ITEM  # a row whose held-out item is unknown has no rank
+        known = batch.targets[:, -1] >= FIRST_ITEM_INDEX  # a row whose held-out item is unknown has no rank
         if not bool(known.any()):
             continue
         target = batch.targets[:, -1]  # [B]

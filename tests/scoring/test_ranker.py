@@ -12,7 +12,7 @@ import torch
 from lake import InputError
 from lake.sequences import left_pad
 from lake.serving import build_catalogue, rank_within_category, top_items
-from scoring.ranker import INPUT_COLUMNS, RankPlan, load_plan, rank_batch
+from scoring.ranker import USER_ROW_COLUMNS, RankPlan, load_plan, rank_batch
 from tests.scoring.conftest import CATEGORY_OF_INDEX, EXPECTED_TOP3, model_files, vocab_table
 
 POPULARITY = {7: 5, 6: 4, 5: 3, 2: 2, 3: 1}
@@ -66,7 +66,7 @@ def _batch(users: dict[int, tuple[list[int] | None, list[int] | None]]) -> pa.Re
     for name in ("behaviours", "categories", "gap_buckets"):
         columns[name] = pa.array([None if s is None else [1] * len(s) for s in sequences], LIST)
     columns["excluded"] = pa.array([e for _, e in users.values()], LIST)
-    return pa.RecordBatch.from_pydict({name: columns[name] for name in INPUT_COLUMNS})
+    return pa.RecordBatch.from_pydict({name: columns[name] for name in USER_ROW_COLUMNS})
 
 
 def _lists(plan: RankPlan, batch: pa.RecordBatch) -> dict[int, tuple[str, list[tuple[int, float]], bool]]:

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import FIRST_ITEM, sequence_loss, uniform_negatives
+from lake.sequences import FIRST_ITEM_INDEX
+from training.losses import sequence_loss, uniform_negatives
 
 
 def tensors(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -26,14 +27,14 @@ def test_each_loss_is_finite_with_finite_gradients(kind: str) -> None:
     assert torch.isfinite(hidden.grad).all() and torch.isfinite(embeddings.grad).all()
     # positions without a real target (0 padding, 1 unknown) get no gradient
     assert torch.count_nonzero(hidden.grad[0, :2]) == 0 and torch.count_nonzero(hidden.grad[1, 3]) == 0
-    assert torch.count_nonzero(embeddings.grad[:FIRST_ITEM]) == 0  # padding and unknown are never candidates
+    assert torch.count_nonzero(embeddings.grad[:FIRST_ITEM_INDEX]) == 0  # padding and unknown are never candidates
 
 
 def test_full_softmax_is_cross_entropy_over_real_items() -> None:
     hidden, targets, embeddings = tensors()
-    at = targets >= FIRST_ITEM
-    logits = hidden[at] @ embeddings[FIRST_ITEM:].T
-    expected = F.cross_entropy(logits, targets[at] - FIRST_ITEM)
+    at = targets >= FIRST_ITEM_INDEX
+    logits = hidden[at] @ embeddings[FIRST_ITEM_INDEX:].T
+    expected = F.cross_entropy(logits, targets[at] - FIRST_ITEM_INDEX)
     assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings), expected)
 
 
@@ -41,7 +42,7 @@ def test_bce_is_sasrecs_positive_and_negative_terms() -> None:
     hidden, targets, embeddings = tensors()
     torch.manual_seed(3)
     loss = sequence_loss("bce", hidden, targets, embeddings)
-    at = targets >= FIRST_ITEM
+    at = targets >= FIRST_ITEM_INDEX
     torch.manual_seed(3)
     negatives = uniform_negatives(targets[at], 1, embeddings.shape[0])[:, 0]
     states = hidden[at]

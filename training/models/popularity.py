@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lake.sequences import FIRST_ITEM_INDEX
 from training.batch import Batch
-from training.losses import FIRST_ITEM
 from training.models.base import SequentialRecommender, VocabSizes
 from training.settings import TrainSettings
 
@@ -36,11 +36,11 @@ class Popularity(SequentialRecommender):
 
     @torch.no_grad()
     def observe(self, batch: Batch) -> None:
-        targets = batch.targets[batch.targets >= FIRST_ITEM]  # [N]
+        targets = batch.targets[batch.targets >= FIRST_ITEM_INDEX]  # [N]
         self.item_counts += torch.bincount(targets, minlength=self.vocab.items).to(self.item_counts.dtype)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood of the batch's targets under the add-one smoothed counts (no gradient)."""
-        targets = batch.targets[batch.targets >= FIRST_ITEM]  # [N]
-        log_probs = F.log_softmax(torch.log1p(self.item_counts[FIRST_ITEM:]), dim=0)  # [V - 2]
-        return -log_probs[targets - FIRST_ITEM].mean()
+        targets = batch.targets[batch.targets >= FIRST_ITEM_INDEX]  # [N]
+        log_probs = F.log_softmax(torch.log1p(self.item_counts[FIRST_ITEM_INDEX:]), dim=0)  # [V - 2]
+        return -log_probs[targets - FIRST_ITEM_INDEX].mean()
