@@ -31,7 +31,7 @@ from lake.registry import ModelCard
 from lake.storage import split_secrets
 from training.checkpoint import Checkpoints
 from training.data import user_shard
-from training.settings import TrainSettings, train_settings
+from training.settings import TrainSettings
 from training.worker import PINNED_TABLES, SECRETS_FILE_ENV, TrainRequest, checkpoint_folder, train
 
 __all__ = ["horovodrun_command", "launch", "plan"]
@@ -57,7 +57,7 @@ def launch(config: Config, ds: str, *, resume: bool = False, run_key: str | None
                      run_key)
             registry.mirror_to_table(config, Lake.from_config(config))
             return done
-    settings = train_settings(config)
+    settings = TrainSettings.from_config(config)
     request = replace(plan(config, settings, ds, resume=resume), run_key=run_key)
     settings = replace(settings, num_proc=workers_with_data(config, request, settings.num_proc))
     if settings.launcher == "spark":

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from lake import Config, ConfigError, typed_section
 
-__all__ = ["DEFAULTS", "ModelType", "TrainSettings", "train_settings"]
+__all__ = ["DEFAULTS", "ModelType", "TrainSettings"]
 
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
@@ -82,22 +82,12 @@ class TrainSettings:
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
 
+    @classmethod
+    def from_config(cls, config: Config) -> TrainSettings:
+        return typed_section(cls, config, "train", DEFAULTS)
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def architecture(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ARCHITECTURE_KEYS}
-
-    def features(self) -> dict[str, bool]:
-        """Which embeddings are summed into each step (positions belong to sasrec only)."""
-        return {
-            "item": True,
-            "position": self.model_type == "sasrec",
-            "behaviour": self.use_behaviour and self.model_type != "popularity",
-            "category": self.use_category and self.model_type != "popularity",
-            "time_gap": self.use_time_gap and self.model_type != "popularity",
-        }
-
-
-def train_settings(config: Config) -> TrainSettings:
-    return typed_section(TrainSettings, config, "train", DEFAULTS)

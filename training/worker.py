@@ -28,8 +28,8 @@ from training.checkpoint import Checkpoints, local_folder
 from training.data import ExampleSource
 from training.distributed import Workers, start, weights_digest
 from training.export import write_model_folder
-from training.models import SequentialRecommender, VocabSizes, build_model
-from training.settings import TrainSettings, train_settings
+from training.models import MODEL_KINDS, SequentialRecommender, VocabSizes, build_model, step_features
+from training.settings import TrainSettings
 from training.trainer import Progress, Trainer
 
 __all__ = ["TrainRequest", "mlflow_metric_name", "train", "train_in_spark_task"]
@@ -69,7 +69,7 @@ def mlflow_metric_name(name: str) -> str:
 
 def train(config: Config, request: TrainRequest) -> ModelCard | None:
     """Train on this worker's shard; rank 0 registers the model and returns its card, other ranks None."""
-    settings = train_settings(config)
+    settings = TrainSettings.from_config(config)
     workers = start(settings.seed, settings.torch_threads)
     lake = Lake.from_config(config)
     item_vocab_size, fingerprint = item_vocab_fingerprint(lake, version=request.versions["item_vocab"])
@@ -172,10 +172,11 @@ def _check_identical(model: SequentialRecommender, workers: Workers) -> None:
 
 def _meta(settings: TrainSettings, request: TrainRequest, vocab: VocabSizes, fingerprint: str,
           progress: Progress, workers: Workers) -> dict[str, Any]:
+    kind = MODEL_KINDS[settings.model_type]
     return {
         "model_type": settings.model_type,
         "max_len": settings.max_len,
-        "hidden_size": settings.hidden_size if settings.model_type != "popularity" else 1,
+        "hidden_size": settings.hidden_size if kind.learned else 1,
         "item_vocab_size": vocab.items,
         "vocab_fingerprint": fingerprint,
         "category_vocab_size": vocab.categories,
@@ -192,8 +193,8 @@ def _meta(settings: TrainSettings, request: TrainRequest, vocab: VocabSizes, fin
         "best_epoch": progress.best_epoch,
         "epochs_trained": progress.epoch,
         "world_size": workers.size,
-        "features": settings.features(),
-        "loss": settings.loss if settings.model_type != "popularity" else "none (counts)",
+        "features": step_features(settings),
+        "loss": settings.loss if kind.learned else "none (counts)",
         "train_config": settings.as_dict(),
         "launch_id": request.launch_id,
     }

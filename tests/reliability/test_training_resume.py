@@ -17,7 +17,7 @@ from tests.reliability.harness import kill_group, start_seqrec, write_config_fil
 from tests.training.conftest import DS, tiny_config, write_tiny_lake
 from training.checkpoint import Checkpoints
 from training.launch import launch
-from training.settings import train_settings
+from training.settings import TrainSettings
 from training.worker import checkpoint_folder
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def wait_for_first_checkpoint(folder: Path, process, log: Path, timeout: float =
 def test_training_killed_mid_epoch_resumes_from_its_checkpoint(config: Config, lake: Lake, tmp_path: Path):
     write_tiny_lake(lake, users=240)
     config = resumable_config(config)
-    folder = checkpoint_folder(config, train_settings(config), DS)
+    folder = checkpoint_folder(config, TrainSettings.from_config(config), DS)
     log = tmp_path / "train.log"
     config_file = write_config_file(config, tmp_path / "c.yaml")
     process = start_seqrec(["train", "--ds", DS, "--np", "1"], config_file=config_file, log=log)
@@ -111,7 +111,7 @@ def test_a_corrupt_checkpoint_is_reported_and_nothing_is_registered(config: Conf
     config = tiny_config(config, epochs=1)
     launch(config, DS)
     versions = [card.version for card in registry.list_versions(config)]
-    folder = checkpoint_folder(config, train_settings(config), DS)
+    folder = checkpoint_folder(config, TrainSettings.from_config(config), DS)
     problem = damage(folder)
 
     with pytest.raises(InputError, match=rf"checkpoint in {folder} is corrupt: .*{problem}.*rerun without --resume"):
@@ -125,7 +125,7 @@ def test_the_cli_reports_a_corrupt_checkpoint_in_one_line(config: Config, lake: 
     write_tiny_lake(lake)
     config = tiny_config(config, epochs=1)
     launch(config, DS)
-    folder = checkpoint_folder(config, train_settings(config), DS)
+    folder = checkpoint_folder(config, TrainSettings.from_config(config), DS)
     _flip_a_byte(folder)
     log = tmp_path / "resume.log"
     config_file = write_config_file(config, tmp_path / "c.yaml")

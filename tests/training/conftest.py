@@ -14,7 +14,7 @@ import pytest
 
 from lake import Config, Lake
 from lake.schemas import spec
-from training.settings import TrainSettings, train_settings
+from training.settings import TrainSettings
 
 DS = "2017-12-03"
 DAY_NUMBER = 17503  # DS in days since 1970-01-01
@@ -92,4 +92,4 @@ def tiny_data(lake: Lake) -> TinyData:
 
 @pytest.fixture
 def settings(config: Config) -> TrainSettings:
-    return train_settings(tiny_config(config))
+    return TrainSettings.from_config(tiny_config(config))

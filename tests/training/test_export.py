@@ -15,12 +15,12 @@ from tests.training.conftest import tiny_config
 from tests.training.models.test_base import VOCAB, random_batch
 from training.export import write_model_folder
 from training.models import build_model
-from training.settings import train_settings
+from training.settings import TrainSettings
 
 
 @pytest.mark.parametrize("model_type", ["sasrec", "gru", "popularity"])
 def test_exported_program_matches_the_model(config: Config, tmp_path: Path, model_type: str) -> None:
-    settings = train_settings(tiny_config(config, model_type=model_type, max_len=10))
+    settings = TrainSettings.from_config(tiny_config(config, model_type=model_type, max_len=10))
     torch.manual_seed(0)
     model = build_model(settings, VOCAB)
     if model_type == "popularity":
@@ -44,7 +44,7 @@ def test_exported_program_matches_the_model(config: Config, tmp_path: Path, mode
 
 def test_a_model_export_cannot_capture_is_an_error_not_a_fallback(config: Config, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = train_settings(tiny_config(config, max_len=10))
+    settings = TrainSettings.from_config(tiny_config(config, max_len=10))
     model = build_model(settings, VOCAB).eval()
 
     def refuse(*args: object, **kwargs: object) -> None:

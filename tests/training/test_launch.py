@@ -19,7 +19,7 @@ from lake import Config, ConfigError, Lake, registry
 from tests.training.conftest import DS, TinyData, tiny_config, write_tiny_lake
 from tests.training.test_worker import metric_history
 from training.launch import horovodrun_command, launch, plan, workers_with_data
-from training.settings import train_settings
+from training.settings import TrainSettings
 from training.worker import TrainRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ class ArgvWatcher(threading.Thread):
 
 
 def test_plan_pins_the_current_table_versions(config: Config, lake: Lake, tiny_data: TinyData) -> None:
-    request = plan(config, train_settings(config), DS, resume=False)
+    request = plan(config, TrainSettings.from_config(config), DS, resume=False)
     assert request.versions == {"train_examples": lake.version("train_examples"),
                                 "item_vocab": lake.version("item_vocab"),
                                 "category_vocab": lake.version("category_vocab")}
@@ -69,23 +69,23 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(config: Config, lak
 
 def test_workers_are_capped_so_that_none_gets_an_empty_shard(config: Config, lake: Lake) -> None:
     write_tiny_lake(lake, users=1)
-    request = plan(config, train_settings(config), DS, resume=False)
+    request = plan(config, TrainSettings.from_config(config), DS, resume=False)
     assert workers_with_data(config, request, 2) == 1
     write_tiny_lake(lake, users=48)
-    request = plan(config, train_settings(config), DS, resume=False)
+    request = plan(config, TrainSettings.from_config(config), DS, resume=False)
     assert workers_with_data(config, request, 2) == 2
     assert workers_with_data(config, request, 1) == 1
 
 
 def test_horovodrun_command_runs_the_worker_module(config: Config) -> None:
-    settings = train_settings(config.with_overrides({"train": {"num_proc": 4}}))
+    settings = TrainSettings.from_config(config.with_overrides({"train": {"num_proc": 4}}))
     request = TrainRequest(DS, "abc", {"train_examples": 1, "item_vocab": 0, "category_vocab": 0})
     command = horovodrun_command(settings, request, {"train": {"epochs": 2}})
     assert command[1:7] == ["-np", "4", "-H", "localhost:4", "--gloo", sys.executable]
     assert command[7:9] == ["-m", "training.worker"]
-    hosts = train_settings(config.with_overrides({"train": {"num_proc": 8, "hosts": "a:4,b:4"}}))
+    hosts = TrainSettings.from_config(config.with_overrides({"train": {"num_proc": 8, "hosts": "a:4,b:4"}}))
     assert horovodrun_command(hosts, request, {})[4] == "a:4,b:4"
-    remote = train_settings(config.with_overrides({"train": {
+    remote = TrainSettings.from_config(config.with_overrides({"train": {
         "num_proc": 2, "hosts": "a:1,b:1", "ssh_port": 2222, "ssh_identity_file": "/k", "network_interfaces": "eth1"}}))
     assert horovodrun_command(remote, request, {})[5:12] == [
         "--gloo", "--ssh-port", "2222", "--ssh-identity-file", "/k", "--network-interfaces", "eth1"]

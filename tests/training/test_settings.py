@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from lake import Config, ConfigError
-from training.settings import train_settings
+from training.models import MODEL_KINDS, step_features
+from training.settings import TrainSettings
 
 
 def test_defaults_are_a_small_two_block_sasrec(config: Config) -> None:
-    settings = train_settings(config)
+    settings = TrainSettings.from_config(config)
     assert (settings.model_type, settings.num_layers, settings.hidden_size, settings.max_len) == ("sasrec", 2, 64, 50)
     assert settings.loss == "full_softmax" and settings.reader_pool in ("dummy", "process")
-    assert settings.features() == {"item": True, "position": True, "behaviour": True, "category": True,
+    assert step_features(settings) == {"item": True, "position": True, "behaviour": True, "category": True,
                                    "time_gap": True}
 
 
@@ -26,9 +27,17 @@ def test_defaults_are_a_small_two_block_sasrec(config: Config) -> None:
 ])
 def test_impossible_settings_are_refused(config: Config, override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        train_settings(config.with_overrides({"train": override}))
+        TrainSettings.from_config(config.with_overrides({"train": override}))
 
 
 def test_popularity_uses_no_side_features(config: Config) -> None:
-    settings = train_settings(config.with_overrides({"train": {"model_type": "popularity"}}))
-    assert not any(value for name, value in settings.features().items() if name != "item")
+    settings = TrainSettings.from_config(config.with_overrides({"train": {"model_type": "popularity"}}))
+    assert not any(value for name, value in step_features(settings).items() if name != "item")
+
+
+def test_every_model_type_the_settings_accept_has_a_kind() -> None:
+    from typing import get_args
+
+    from training.settings import ModelType
+
+    assert set(get_args(ModelType)) == set(MODEL_KINDS)

@@ -13,13 +13,13 @@ from training.checkpoint import Checkpoints
 from training.data import ExampleSource
 from training.distributed import start
 from training.models import VocabSizes, build_model
-from training.settings import TrainSettings, train_settings
+from training.settings import TrainSettings
 from training.trainer import Trainer
 
 
 def trainer_for(config: Config, lake: Lake, data: TinyData, *, checkpoints: Checkpoints | None = None,
                 **train: object) -> tuple[Trainer, list[tuple[int, dict[str, float]]]]:
-    settings: TrainSettings = train_settings(tiny_config(config, **train))
+    settings: TrainSettings = TrainSettings.from_config(tiny_config(config, **train))
     workers = start(settings.seed, settings.torch_threads)
     vocab = VocabSizes(items=data.item_vocab_size, categories=data.categories + 2, gap_buckets=17)
     model = build_model(settings, vocab)
@@ -70,7 +70,7 @@ def test_early_stopping_can_watch_the_sampled_protocol(config: Config, lake: Lak
 
 def test_an_unknown_early_stopping_metric_is_refused(config: Config) -> None:
     with pytest.raises(ConfigError, match="early_stopping_metric must be one of"):
-        train_settings(tiny_config(config, early_stopping_metric="valid_ndcg@20"))
+        TrainSettings.from_config(tiny_config(config, early_stopping_metric="valid_ndcg@20"))
 
 
 def test_popularity_counts_every_train_target_once(config: Config, lake: Lake, tiny_data: TinyData) -> None:

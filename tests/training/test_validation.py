@@ -11,12 +11,12 @@ from lake import Config
 from tests.training.conftest import tiny_config
 from training.batch import Batch
 from training.models import Popularity, VocabSizes, build_model
-from training.settings import train_settings
+from training.settings import TrainSettings
 from training.validation import mask_seen, ranking_totals, sampled_candidates
 
 
 def popularity(config: Config, counts: list[float]) -> Popularity:
-    model = build_model(train_settings(tiny_config(config, model_type="popularity")),
+    model = build_model(TrainSettings.from_config(tiny_config(config, model_type="popularity")),
                         VocabSizes(items=len(counts), categories=3))
     assert isinstance(model, Popularity)
     model.item_counts.copy_(torch.tensor(counts))

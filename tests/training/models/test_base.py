@@ -9,7 +9,7 @@ from lake import Config
 from tests.training.conftest import tiny_config
 from training.batch import Batch
 from training.models import SequentialRecommender, VocabSizes, build_model
-from training.settings import train_settings
+from training.settings import TrainSettings
 
 VOCAB = VocabSizes(items=40, categories=8, gap_buckets=17)
 NEURAL = ("sasrec", "gru", "lstm")
@@ -17,7 +17,7 @@ NEURAL = ("sasrec", "gru", "lstm")
 
 def model_of(config: Config, model_type: str, **train: object) -> SequentialRecommender:
     torch.manual_seed(0)
-    return build_model(train_settings(tiny_config(config, model_type=model_type, **train)), VOCAB)
+    return build_model(TrainSettings.from_config(tiny_config(config, model_type=model_type, **train)), VOCAB)
 
 
 def random_batch(size: int = 4, length: int = 10, seed: int = 1) -> Batch:

@@ -8,7 +8,7 @@ from lake import Config
 from tests.training.conftest import tiny_config
 from training.batch import Batch
 from training.models import Popularity, VocabSizes, build_model
-from training.settings import train_settings
+from training.settings import TrainSettings
 
 VOCAB = VocabSizes(items=8, categories=3)
 
@@ -20,7 +20,7 @@ def batch_with_targets(targets: list[list[int]]) -> Batch:
 
 
 def test_scores_are_target_counts_whatever_the_sequence(config: Config) -> None:
-    model = build_model(train_settings(tiny_config(config, model_type="popularity")), VOCAB)
+    model = build_model(TrainSettings.from_config(tiny_config(config, model_type="popularity")), VOCAB)
     assert isinstance(model, Popularity) and not model.gradient_trained
     model.observe(batch_with_targets([[0, 3, 3, 5], [4, 3, 1, 0]]))  # 0 and 1 (unknown) are not counted
     model.observe(batch_with_targets([[0, 0, 5, 7]]))
@@ -32,7 +32,7 @@ def test_scores_are_target_counts_whatever_the_sequence(config: Config) -> None:
 
 
 def test_loss_is_the_smoothed_negative_log_likelihood(config: Config) -> None:
-    model = build_model(train_settings(tiny_config(config, model_type="popularity")), VOCAB)
+    model = build_model(TrainSettings.from_config(tiny_config(config, model_type="popularity")), VOCAB)
     model.observe(batch_with_targets([[3, 3, 3, 4]]))
     frequent = model.calculate_loss(batch_with_targets([[0, 3]]))
     rare = model.calculate_loss(batch_with_targets([[0, 6]]))

@@ -8,14 +8,15 @@ from lake import Config
 from tests.training.conftest import tiny_config
 from training.models import VocabSizes
 from training.models.steps import StepEmbedding
-from training.settings import train_settings
+from training.settings import TrainSettings
 
 VOCAB = VocabSizes(items=20, categories=6, gap_buckets=9)
 
 
 def steps_of(config: Config, **train: object) -> StepEmbedding:
     torch.manual_seed(0)
-    return StepEmbedding(train_settings(tiny_config(config, dropout=0.0, **train)), VOCAB, positions=True).eval()
+    settings = TrainSettings.from_config(tiny_config(config, dropout=0.0, **train))
+    return StepEmbedding(settings, VOCAB, positions=True).eval()
 
 
 def inputs(items: list[int], categories: list[int] | None = None, gaps: list[int] | None = None) -> tuple:
