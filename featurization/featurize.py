@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
-from featurization import cleaning, examples, sequences, vocab
+from featurization import cleaning, examples, indexing, sequences
 from lake import Config, ConfigError, EmptyInputError, InputError, Lake, ValidationError, typed_section
+from lake.vocab import size_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -170,7 +171,7 @@ def _check_vocab(lake: Lake, name: str, id_column: str, index_column: str) -> in
                 f"table '{name}' holds a repeated {column}: two featurize runs appended at the same time. "
                 f"Restore it to the version before the overlap (lake history) and rerun featurize in ds order."
             )
-    return (pc.max(table.column(index_column)).as_py() or 1) + 1
+    return size_of(table.column(index_column))
 
 
 @dataclass
@@ -290,11 +291,11 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
             old_categories = _read_or_empty(lake, "category_vocab")
             # The new entries are numbered in one global order (a single task) and are few next to the
             # events, so they come to the driver as Arrow and are appended by delta-rs directly.
-            new_items = vocab.new_vocab_entries(
+            new_items = indexing.new_vocab_entries(
                 clean.pairs.groupBy("item_id").agg(F.min("first_time").alias("first_time")),
                 old_items, "item_id", "item_index", ds,
             ).toArrow()
-            new_categories = vocab.new_vocab_entries(
+            new_categories = indexing.new_vocab_entries(
                 clean.deduplicated.groupBy("category_id").agg(F.min("event_time").alias("first_time")),
                 old_categories, "category_id", "category_index", ds,
             ).toArrow()
@@ -305,7 +306,7 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
         with _timed("sequences", seconds):
             cutoff = settings.cutoff_ds(ds)
             histories = sequences.user_steps(
-                vocab.to_indexes(clean.cleaned, item_vocab, category_vocab), settings.max_gap_bucket, cutoff
+                indexing.to_indexes(clean.cleaned, item_vocab, category_vocab), settings.max_gap_bucket, cutoff
             )
             compact = histories.select(
                 "user_id", "length", "last_event_time",
@@ -342,8 +343,8 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
             vocab_as_of_ds = item_vocab.where(F.col("first_seen_ds") <= ds)
             # One row per catalogue item: collected as Arrow and written by the driver, which is quicker
             # than a distributed write for a table this size.
-            lake.write("item_categories", vocab.item_categories(
-                vocab_as_of_ds, category_vocab, vocab.last_category(clean.deduplicated), ds).toArrow(),
+            lake.write("item_categories", indexing.item_categories(
+                vocab_as_of_ds, category_vocab, indexing.last_category(clean.deduplicated), ds).toArrow(),
                 partition=ds)
         with _timed("write_user_sequences", seconds):
             lake.write("user_sequences", sequences.user_sequences(compact, ds), partition=ds)

@@ -1,4 +1,5 @@
-"""Vocabulary identity: which item-index mapping a model was trained on, checked again at scoring time."""
+"""Vocabularies: their size (the one definition every stage uses), and which item-index mapping a model was
+trained on, checked again at scoring time."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import pyarrow.compute as pc
 
 from lake.tables import Lake
 
-__all__ = ["item_vocab_fingerprint", "vocab_fingerprint"]
+__all__ = ["item_vocab_fingerprint", "size_of", "vocab_fingerprint", "vocab_size"]
+
+INDEX_COLUMNS = {"item_vocab": "item_index", "category_vocab": "category_index"}
+
+
+def size_of(indexes: pa.Array | pa.ChunkedArray) -> int:
+    """A vocabulary's size from its dense indexes: the largest + 1 (2 when empty: padding and unknown only)."""
+    return (pc.max(indexes).as_py() or 1) + 1
+
+
+def vocab_size(lake: Lake, name: str, *, version: int | None = None) -> int:
+    """The size of vocabulary table ``name`` (``item_vocab`` or ``category_vocab``) at ``version``."""
+    return size_of(lake.read(name, version=version, columns=[INDEX_COLUMNS[name]]).column(0))
 
 
 def vocab_fingerprint(vocab: pa.Table, size: int) -> str:
@@ -29,5 +42,5 @@ def item_vocab_fingerprint(lake: Lake, *, size: int | None = None, version: int 
     """(size, fingerprint) of the ``item_vocab`` table; size = max index + 1 unless given."""
     vocab = lake.read("item_vocab", version=version, columns=["item_id", "item_index"])
     if size is None:
-        size = (pc.max(vocab.column("item_index")).as_py() or 1) + 1
+        size = size_of(vocab.column("item_index"))
     return size, vocab_fingerprint(vocab, size)

@@ -19,11 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-
 from lake import Config, EmptyInputError, Lake, SeqrecError, registry
 from lake.registry import ModelCard
-from lake.vocab import item_vocab_fingerprint
+from lake.vocab import item_vocab_fingerprint, vocab_size
 from training.checkpoint import Checkpoints, local_folder
 from training.data import ExampleSource
 from training.distributed import Workers, start, weights_digest
@@ -116,8 +114,7 @@ def model_store(config: Config, settings: TrainSettings) -> Path:
 def _category_vocab_size(lake: Lake, versions: dict[str, int]) -> int:
     if versions.get("category_vocab") is None:
         return 2  # padding and unknown only: categories are then all unknown
-    indexes = lake.read("category_vocab", version=versions["category_vocab"], columns=["category_index"])
-    return (pc.max(indexes.column("category_index")).as_py() or 1) + 1
+    return vocab_size(lake, "category_vocab", version=versions["category_vocab"])
 
 
 def _examples(lake: Lake, settings: TrainSettings, request: TrainRequest) -> tuple[ExampleSource, int]:

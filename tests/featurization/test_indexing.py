@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from featurization import vocab
+from featurization import indexing
 from lake.schemas import UNKNOWN_INDEX
 
 pytestmark = pytest.mark.spark
@@ -21,12 +21,12 @@ def test_new_ids_are_appended_after_the_largest_index_in_first_seen_order(spark)
                                      "item_id long, item_index int, first_seen_ds string")
     first_seen = spark.createDataFrame([(11, _t(5)), (13, _t(3)), (12, _t(3)), (14, _t(1))],
                                        "item_id long, first_time timestamp")
-    new = vocab.new_vocab_entries(first_seen, existing, "item_id", "item_index", "2017-11-25")
+    new = indexing.new_vocab_entries(first_seen, existing, "item_id", "item_index", "2017-11-25")
     assert [tuple(r) for r in new.orderBy("item_index").collect()] == [
         (14, 4, "2017-11-25"), (12, 5, "2017-11-25"), (13, 6, "2017-11-25"),
     ]
     empty = existing.where("false")
-    fresh = vocab.new_vocab_entries(first_seen, empty, "item_id", "item_index", "2017-11-25")
+    fresh = indexing.new_vocab_entries(first_seen, empty, "item_id", "item_index", "2017-11-25")
     assert [(r.item_id, r.item_index) for r in fresh.orderBy("item_index").collect()] == [
         (14, 2), (12, 3), (13, 4), (11, 5),
     ]
@@ -39,7 +39,7 @@ def test_each_vocabulary_item_gets_its_latest_category_or_unknown(spark):
     )
     items = spark.createDataFrame([(10, 2), (11, 3), (12, 4), (13, 5)], "item_id long, item_index int")
     categories = spark.createDataFrame([(7, 2), (8, 3)], "category_id long, category_index int")
-    rows = vocab.item_categories(items, categories, vocab.last_category(events), "2017-11-25").collect()
+    rows = indexing.item_categories(items, categories, indexing.last_category(events), "2017-11-25").collect()
     assert sorted((r.item_index, r.category_index, r.ds) for r in rows) == [
         (2, 3, "2017-11-25"),            # item 10 moved from category 7 to 8
         (3, 2, "2017-11-25"),
