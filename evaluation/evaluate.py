@@ -149,7 +149,6 @@ class _Setup:
     scorer: Scorer
     rankers: list[Ranker]
     catalogue: ServedCatalogue
-    popularity: torch.Tensor
     generator: torch.Generator
     tally: Tally = field(default_factory=Tally)
     buckets: dict[tuple[str, int], Moments] = field(default_factory=dict)
@@ -276,7 +275,7 @@ def _setup(lake: Lake, scorer: Scorer, ds: str, rules: ServingRules, settings: E
     fallback[fallback <= 0] = float("-inf")
     fallback[served.blocked] = float("-inf")
     rankers: list[Ranker] = [ModelRanker(scorer, fallback), *(baseline(name, popularity) for name in baselines)]
-    setup = _Setup(scorer, rankers, served, popularity, torch.Generator().manual_seed(settings.seed))
+    setup = _Setup(scorer, rankers, served, torch.Generator().manual_seed(settings.seed))
     if lists:
         list_categories = served.categories
         if list_categories is None and lake.exists("item_categories") and any(
