@@ -182,8 +182,8 @@ def seqrec_nightly() -> None:
     def choose_model(ti=None) -> str:
         """The model version to score with: the version today's gate approved, else the unchanged champion.
         The champion alias itself moves only at publish, once that model's recommendations are live."""
-        version, why = chosen_model(ti.xcom_pull(task_ids="gate"), ti.xcom_pull(task_ids="champion"))
-        (log.warning if "BLOCKED" in why else log.info)(why)
+        version, why, blocked = chosen_model(ti.xcom_pull(task_ids="gate"), ti.xcom_pull(task_ids="champion"))
+        log.log(logging.WARNING if blocked else logging.INFO, why)
         return version
 
     current = champion()

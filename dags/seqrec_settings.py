@@ -140,16 +140,17 @@ def training_reasons(champion_xcom: str, ds: str, weekdays: str, force: bool) ->
     ) if applies]
 
 
-def chosen_model(gate_xcom: str | None, champion_xcom: str) -> tuple[str, str]:
-    """(the model version to score with, why): the version today's gate approved, else the champion."""
+def chosen_model(gate_xcom: str | None, champion_xcom: str) -> tuple[str, str, bool]:
+    """(the model version to score with, why, whether the gate blocked today's model): the version today's
+    gate approved, else the champion."""
     if gate_xcom is None:
         known = summary(champion_xcom, "champion")["champion"]
         if known is None:
             raise RuntimeError("no model was trained and there is no champion to score with")
-        return known, f"no training today: scoring with champion model {known}"
+        return known, f"no training today: scoring with champion model {known}", False
     decision = summary(gate_xcom, "gate")
     if decision["gate"] == "approved":
         return decision["serve"], (f"quality gate APPROVED model {decision['model_version']}: scoring with it "
-                                   f"(publish makes it the champion)")
+                                   f"(publish makes it the champion)"), False
     return decision["serve"], (f"quality gate BLOCKED model {decision['model_version']}: scoring with the "
-                               f"current champion model {decision['serve']} instead")
+                               f"current champion model {decision['serve']} instead"), True

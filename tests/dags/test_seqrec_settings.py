@@ -83,8 +83,9 @@ def test_the_chosen_model_follows_the_gate_else_the_champion():
     approved = json.dumps({"gate": "approved", "model_version": "5", "serve": "5", "champion": "3"})
     blocked = json.dumps({"gate": "blocked", "model_version": "5", "serve": "3", "champion": "3"})
     assert settings.chosen_model(approved, champion)[0] == "5"
-    version, why = settings.chosen_model(blocked, champion)
-    assert version == "3" and "BLOCKED model 5" in why
+    version, why, was_blocked = settings.chosen_model(blocked, champion)
+    assert version == "3" and "BLOCKED model 5" in why and was_blocked
+    assert not settings.chosen_model(approved, champion)[2]
     assert settings.chosen_model(None, champion)[0] == "3"
     with pytest.raises(RuntimeError, match="no champion"):
         settings.chosen_model(None, json.dumps({"champion": None}))
