@@ -259,16 +259,31 @@ def _evaluation(setup: _Setup, ds: str, split: str, skipped: int, settings: Eval
     )
 
 
-def _setup(lake: Lake, scorer: Scorer, ds: str, rules: ServingRules, settings: EvaluateSettings,
+@dataclass(frozen=True)
+class _CatalogueInputs:
+    """What every model's catalogue is built from, read once per evaluation."""
+
+    vocab: pa.Table  # item_id, item_index
+    denied: list[int]  # deny-listed item ids (empty when the rules do not honour the list)
+    categories: pa.Table | None  # item_index, category_index: the latest partition up to ds, if any
+
+    @classmethod
+    def read(cls, lake: Lake, ds: str, rules: ServingRules) -> _CatalogueInputs:
+        has_categories = lake.exists("item_categories") and any(d <= ds for d in lake.partitions("item_categories"))
+        # The category cap needs them (latest_item_categories says so when there are none); diversity uses them.
+        categories = latest_item_categories(lake, ds) if rules.max_per_category or has_categories else None
+        return cls(lake.read("item_vocab", columns=["item_id", "item_index"]), denied_item_ids(lake, rules),
+                   categories)
+
+
+def _setup(scorer: Scorer, inputs: _CatalogueInputs, rules: ServingRules, settings: EvaluateSettings,
            popularity_counts: np.ndarray, *, baselines: Sequence[str], lists: bool) -> _Setup:
     size = int(scorer.item_embeddings.shape[0])
     meta = scorer.meta
     if int(meta.get("item_vocab_size", size)) != size:
         raise ValidationError(f"model {scorer.card.version}: meta item_vocab_size {meta['item_vocab_size']} "
                               f"differs from its {size} item embeddings; the artifact is inconsistent")
-    categories = latest_item_categories(lake, ds) if rules.max_per_category else None
-    catalogue = build_catalogue(lake.read("item_vocab", columns=["item_id", "item_index"]), size,
-                                denied_item_ids=denied_item_ids(lake, rules), item_categories=categories)
+    catalogue = build_catalogue(inputs.vocab, size, denied_item_ids=inputs.denied, item_categories=inputs.categories)
     served = ServedCatalogue.build(catalogue, rules)
     popularity = torch.from_numpy(popularity_counts[:size].copy())
     fallback = popularity.to(torch.float32)
@@ -277,13 +292,9 @@ def _setup(lake: Lake, scorer: Scorer, ds: str, rules: ServingRules, settings: E
     rankers: list[Ranker] = [ModelRanker(scorer, fallback), *(baseline(name, popularity) for name in baselines)]
     setup = _Setup(scorer, rankers, served, torch.Generator().manual_seed(settings.seed))
     if lists:
-        list_categories = served.categories
-        if list_categories is None and lake.exists("item_categories") and any(
-                day <= ds for day in lake.partitions("item_categories")):
-            list_categories = torch.as_tensor(build_catalogue(
-                lake.read("item_vocab", columns=["item_id", "item_index"]), size,
-                item_categories=latest_item_categories(lake, ds)).categories, dtype=torch.int64)
-        setup.lists = ListTally(size, _protocol_ks(settings, rules)[SERVED], list_categories, popularity)
+        known = inputs.categories is not None and inputs.categories.num_rows > 0
+        categories = torch.as_tensor(catalogue.categories, dtype=torch.int64) if known else None
+        setup.lists = ListTally(size, _protocol_ks(settings, rules)[SERVED], categories, popularity)
     return setup
 
 
@@ -308,7 +319,8 @@ def evaluate_on_lake(lake: Lake, scorers: Sequence[Scorer], *, ds: str, split: s
     protocols = _protocol_ks(settings, rules)
     largest = max(int(s.item_embeddings.shape[0]) for s in scorers)
     counts = training_popularity(lake, ds, largest, version=version)
-    setups = [_setup(lake, scorer, ds, rules, settings, counts, baselines=settings.baselines if baselines else (),
+    inputs = _CatalogueInputs.read(lake, ds, rules)
+    setups = [_setup(scorer, inputs, rules, settings, counts, baselines=settings.baselines if baselines else (),
                      lists=paired_metric is None) for scorer in scorers]
     paired = None
     if paired_metric is not None:
