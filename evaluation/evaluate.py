@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from evaluation.als import ALS, AlsFactors, fit_item_factors
 from evaluation.heldout import HeldOut, heldout_batches, training_popularity
 from evaluation.metrics import per_user_metrics_from_ranks
 from evaluation.protocols import (
@@ -277,7 +278,8 @@ class _CatalogueInputs:
 
 
 def _setup(scorer: Scorer, inputs: _CatalogueInputs, rules: ServingRules, settings: EvaluateSettings,
-           popularity_counts: np.ndarray, *, baselines: Sequence[str], lists: bool) -> _Setup:
+           popularity_counts: np.ndarray, *, baselines: Sequence[str], lists: bool,
+           als: AlsFactors | None) -> _Setup:
     size = int(scorer.item_embeddings.shape[0])
     meta = scorer.meta
     if int(meta.get("item_vocab_size", size)) != size:
@@ -289,7 +291,8 @@ def _setup(scorer: Scorer, inputs: _CatalogueInputs, rules: ServingRules, settin
     fallback = popularity.to(torch.float32)
     fallback[fallback <= 0] = float("-inf")
     fallback[served.blocked] = float("-inf")
-    rankers: list[Ranker] = [ModelRanker(scorer, fallback), *(baseline(name, popularity) for name in baselines)]
+    rankers: list[Ranker] = [ModelRanker(scorer, fallback),
+                             *(baseline(name, popularity, fallback=fallback, als=als) for name in baselines)]
     setup = _Setup(scorer, rankers, served, torch.Generator().manual_seed(settings.seed))
     if lists:
         known = inputs.categories is not None and inputs.categories.num_rows > 0
@@ -320,8 +323,14 @@ def evaluate_on_lake(lake: Lake, scorers: Sequence[Scorer], *, ds: str, split: s
     largest = max(int(s.item_embeddings.shape[0]) for s in scorers)
     counts = training_popularity(lake, ds, largest, version=version)
     inputs = _CatalogueInputs.read(lake, ds, rules)
-    setups = [_setup(scorer, inputs, rules, settings, counts, baselines=settings.baselines if baselines else (),
-                     lists=paired_metric is None) for scorer in scorers]
+    chosen = settings.baselines if baselines else ()
+    als = None
+    if ALS in chosen:
+        als = fit_item_factors(lake, ds, split, size=largest, rank=settings.als_rank,
+                               iterations=settings.als_iterations, reg_param=settings.als_reg_param,
+                               alpha=settings.als_alpha, seed=settings.seed, version=version)
+    setups = [_setup(scorer, inputs, rules, settings, counts, baselines=chosen, lists=paired_metric is None,
+                     als=als) for scorer in scorers]
     paired = None
     if paired_metric is not None:
         metric, _ = paired_metric
@@ -391,7 +400,13 @@ def evaluate(config: Config, model: str, *, ds: str | None = None, split: str | 
         config = config.with_overrides({"evaluate": {"split": split}})
     settings = EvaluateSettings.from_config(config)
     rules = ServingRules.from_config(config)
-    lake = lake or Lake.from_config(config)
+    if lake is None or (ALS in settings.baselines and lake.spark is None):
+        spark = None
+        if ALS in settings.baselines:
+            from lake.spark import get_spark
+
+            spark = get_spark(config)
+        lake = Lake.from_config(config, spark=spark)
     scorer = load_model(config, model)
     ds = model_ds(scorer, ds)
     [evaluation], _ = evaluate_on_lake(lake, [scorer], ds=ds, split=settings.split, settings=settings, rules=rules)

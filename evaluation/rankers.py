@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from evaluation.als import ALS, AlsFactors, AlsRanker
 from evaluation.heldout import HeldOut
 from lake import ValidationError
 from lake.sequences import INPUT_COLUMNS, as_unknown_beyond, has_known_item, left_pad
@@ -95,10 +96,16 @@ class RecentItemsRanker:
         return out
 
 
-def baseline(name: str, popularity: torch.Tensor) -> Ranker:
-    """The baseline called ``name`` over a catalogue of ``len(popularity)`` items."""
+def baseline(name: str, popularity: torch.Tensor, *, fallback: torch.Tensor,
+             als: AlsFactors | None = None) -> Ranker:
+    """The baseline called ``name`` over a catalogue of ``len(popularity)`` items (``fallback``: what a row
+    without a known item ranks; ``als``: the fitted factors, for the als baseline)."""
     if name == "popularity":
         return PopularityRanker(popularity)
     if name == "recent-items":
         return RecentItemsRanker(len(popularity))
+    if name == ALS:
+        if als is None:
+            raise ValueError("the als baseline needs its fitted factors")
+        return AlsRanker(als.within(len(popularity)), fallback)
     raise ValueError(f"unknown baseline {name!r}")

@@ -13,7 +13,7 @@ __all__ = ["BASELINES", "DEFAULTS", "INTERACTION", "EvaluateSettings", "GateSett
 
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 INTERACTION = "interaction"  # a target of any behaviour: next-interaction
-BASELINES = ("popularity", "recent-items")
+BASELINES = ("popularity", "recent-items", "als")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class EvaluateSettings:
     length_buckets: tuple[int, ...]
     target_behaviours: tuple[str, ...]
     baselines: tuple[str, ...]
+    als_rank: int
+    als_iterations: int
+    als_reg_param: float
+    als_alpha: float
     report: bool
 
     @classmethod
@@ -42,6 +46,8 @@ class EvaluateSettings:
         unknown = sorted(set(settings.baselines) - set(BASELINES))
         if unknown:
             raise ConfigError(f"evaluate.baselines names {unknown}; known: {list(BASELINES)}")
+        if min(settings.als_rank, settings.als_iterations) < 1 or settings.als_reg_param <= 0 or settings.als_alpha < 0:
+            raise ConfigError("evaluate.als_rank and als_iterations must be >= 1, als_reg_param > 0, als_alpha >= 0")
         return settings
 
     @property

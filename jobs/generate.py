@@ -1,4 +1,5 @@
-"""Entry points that make raw events: `seqrec generate` (synthetic, any size) and `seqrec convert-sasrec`."""
+"""Entry points that make raw events: `seqrec generate` (synthetic, any size), `seqrec convert-sasrec` and
+`seqrec convert-events` (public data sets -> the generic ingest format)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,40 @@ def convert_sasrec_command(
     console.print(f"{result.events:,} events, {result.users:,} users, {result.items:,} items -> {result.events_file}")
     console.print(f"next: seqrec ingest --ds {ds} --source {result.events_file} --config {result.config_file}")
     console.print(f"      seqrec featurize --ds {ds} --config {result.config_file}")
+
+
+def convert_events_command(
+    input_path: Annotated[Path, typer.Option("--input", help="Delimited file with a header: user, item, behaviour, "
+                                             "Unix-seconds time per row.", exists=True, dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", help="Folder for events.parquet and seqrec.yaml.")],
+    heldout: Annotated[Path | None, typer.Option(
+        "--heldout", help="Optional file of `user, item` rows (same column names): one later event per user.",
+        exists=True, dir_okay=False)] = None,
+    heldout_behaviour: Annotated[str, typer.Option(
+        "--heldout-behaviour", help="Raw behaviour word of the held-out events (mapped by ingest.behaviours).")]
+    = "buy",
+    user: Annotated[str, typer.Option("--user-column")] = "user",
+    item: Annotated[str, typer.Option("--item-column")] = "item",
+    behaviour: Annotated[str, typer.Option("--behaviour-column")] = "behavior",
+    time: Annotated[str, typer.Option("--time-column")] = "timestamp",
+    category: Annotated[str | None, typer.Option("--category-column", help="None: every event is category 0.")]
+    = None,
+    delimiter: Annotated[str | None, typer.Option("--delimiter", help="Default: tab for .tsv, else comma.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Convert a user/item/behaviour/timestamp file (and its held-out file) into events for `seqrec ingest`."""
+    from sources.events_format import EventColumns, convert_events
+
+    columns = EventColumns(user=user, item=item, behaviour=behaviour, time=time, category=category)
+    result = run_stage("convert-events", None, config, lambda cfg: convert_events(
+        input_path, output, cfg.lake.timezone, heldout_path=heldout, columns=columns,
+        heldout_behaviour=heldout_behaviour, delimiter=delimiter, base=cfg.overrides))
+    console.print(f"{result.events:,} events ({result.heldout_events:,} held out, "
+                  f"{result.heldout_without_history:,} held-out rows without history left out), {result.users:,} "
+                  f"users, {result.items:,} items, {result.first_ds} .. {result.last_ds} -> {result.events_file}")
+    console.print(f"next: seqrec ingest --ds {result.last_ds} --source {result.events_file} "
+                  f"--config {result.config_file}")
+    console.print(f"      seqrec featurize --ds {result.last_ds} --config {result.config_file}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from lake import EmptyInputError, InputError
+from sources._config import beneath
 
 __all__ = ["SASREC_CONFIG", "ConvertResult", "convert_sasrec", "read_sasrec", "sasrec_events"]
 
@@ -125,7 +126,7 @@ def convert_sasrec(
     config_file = folder / "seqrec.yaml"
     config_file.write_text(
         f"# Reads {events_file.name} (converted from {input_path}, all on ds={ds}); see sources/sasrec_format.py.\n"
-        + yaml.safe_dump(_with_sasrec_settings(dict(base or {})), sort_keys=False)
+        + yaml.safe_dump(beneath(SASREC_CONFIG, base), sort_keys=False)
     )
     return ConvertResult(
         events_file=str(events_file), config_file=str(config_file), events=events.num_rows,
@@ -133,8 +134,3 @@ def convert_sasrec(
     )
 
 
-def _with_sasrec_settings(base: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for section, values in SASREC_CONFIG.items():
-        merged[section] = {**(merged.get(section) or {}), **values}
-    return merged
