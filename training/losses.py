@@ -19,8 +19,8 @@ LossType = Literal["full_softmax", "sampled_softmax", "bce"]
 
 
 def sequence_loss(kind: LossType, hidden: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor,
-                  *, negatives: int = 100) -> torch.Tensor:
-    """Mean loss over the positions that have a real target.
+                  *, negatives: int = 100, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss over the positions that have a real target, weighted by ``weights`` when given.
 
     Args:
         kind: which loss.
@@ -28,6 +28,7 @@ def sequence_loss(kind: LossType, hidden: torch.Tensor, targets: torch.Tensor, i
         targets: ``[B, L]`` next item per position; below FIRST_ITEM_INDEX means no loss there.
         item_embeddings: ``[V, H]`` the output (tied) item embeddings.
         negatives: negatives per position for ``sampled_softmax``.
+        weights: ``[B, L]`` each position's weight (e.g. purchases above clicks); None = all equal.
     """
     at = targets >= FIRST_ITEM_INDEX  # [B, L]
     states = hidden[at]  # [N, H]
@@ -36,39 +37,45 @@ def sequence_loss(kind: LossType, hidden: torch.Tensor, targets: torch.Tensor, i
         # keeps the graph (and every worker's allreduce) intact for a batch without targets
         return hidden.sum() * 0.0
     if kind == "full_softmax":
-        return full_softmax(states, wanted, item_embeddings)
-    if kind == "sampled_softmax":
-        return sampled_softmax(states, wanted, item_embeddings, negatives)
-    if kind == "bce":
-        return binary_cross_entropy(states, wanted, item_embeddings)
-    raise ValueError(f"unknown loss {kind!r}; use full_softmax, sampled_softmax or bce")
+        losses = full_softmax(states, wanted, item_embeddings)
+    elif kind == "sampled_softmax":
+        losses = sampled_softmax(states, wanted, item_embeddings, negatives)
+    elif kind == "bce":
+        losses = binary_cross_entropy(states, wanted, item_embeddings)
+    else:
+        raise ValueError(f"unknown loss {kind!r}; use full_softmax, sampled_softmax or bce")
+    if weights is None:
+        return losses.mean()
+    chosen = weights[at].to(losses.dtype)  # [N]
+    return (losses * chosen).sum() / chosen.sum()
 
 
 def full_softmax(states: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against every real item. states ``[N, H]``, targets ``[N]``, item_embeddings ``[V, H]``."""
+    """``[N]`` cross-entropy against every real item. states ``[N, H]``, targets ``[N]``, item_embeddings
+    ``[V, H]``."""
     logits = (states @ item_embeddings.T).float()  # [N, V]
     logits[:, :FIRST_ITEM_INDEX] = float("-inf")
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets, reduction="none")
 
 
 def sampled_softmax(states: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor,
                     negatives: int) -> torch.Tensor:
-    """Cross-entropy of the target against ``negatives`` uniform items per position (no logQ correction is
-    needed: the proposal is uniform). states ``[N, H]``, targets ``[N]``."""
+    """``[N]`` cross-entropy of the target against ``negatives`` uniform items per position (no logQ
+    correction is needed: the proposal is uniform). states ``[N, H]``, targets ``[N]``."""
     sampled = uniform_negatives(targets, negatives, item_embeddings.shape[0])  # [N, K]
     positive = (states * item_embeddings[targets]).sum(-1, keepdim=True)  # [N, 1]
     negative = torch.einsum("nh,nkh->nk", states, item_embeddings[sampled])  # [N, K]
     logits = torch.cat([positive, negative], dim=1).float()  # [N, 1 + K]
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    return F.cross_entropy(logits, torch.zeros_like(targets), reduction="none")
 
 
 def binary_cross_entropy(states: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
-    """The original SASRec loss: -log σ(s_pos) - log(1 - σ(s_neg)) with one uniform negative per position."""
+    """``[N]`` original SASRec loss: -log σ(s_pos) - log(1 - σ(s_neg)) with one uniform negative per position."""
     sampled = uniform_negatives(targets, 1, item_embeddings.shape[0])[:, 0]  # [N]
     positive = (states * item_embeddings[targets]).sum(-1).float()  # [N]
     negative = (states * item_embeddings[sampled]).sum(-1).float()  # [N]
-    return (F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
-            + F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative)))
+    return (F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive), reduction="none")
+            + F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative), reduction="none"))
 
 
 def uniform_negatives(targets: torch.Tensor, count: int, vocab_size: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lake import Config, ConfigError, typed_section
+from lake.schemas import BEHAVIOURS
 
 __all__ = ["DEFAULTS", "ModelType", "TrainSettings"]
 
@@ -41,6 +42,7 @@ class TrainSettings:
     max_gap_bucket: int
     loss: LossType
     negatives: int
+    target_weights: dict
     epochs: int
     batch_size: int
     learning_rate: float
@@ -79,6 +81,10 @@ class TrainSettings:
                 f"train.early_stopping_metric must be one of {', '.join(VALID_METRICS)}, "
                 f"got {self.early_stopping_metric!r}"
             )
+        unknown = sorted(set(self.target_weights) - set(BEHAVIOURS))
+        if unknown or any(float(value) <= 0 for value in self.target_weights.values()):
+            raise ConfigError(f"train.target_weights maps canonical behaviours {list(BEHAVIOURS)} to weights > 0, "
+                              f"got {self.target_weights}")
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
 

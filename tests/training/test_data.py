@@ -35,7 +35,8 @@ def test_rows_are_one_split_cut_and_left_padded(lake: Lake, tiny_data: TinyData)
         real = int((items != 0).sum())
         assert not items[: 8 - real].any() and items[8 - real :].all()  # padding only on the left
         assert all(not c[: 8 - real].any() for c in row)
-        assert row[-1][-1] >= 2 and not row[-1][:-1].any()  # valid: only the last position has a target
+        targets = row[SEQUENCE_COLUMNS.index("targets")]
+        assert targets[-1] >= 2 and not targets[:-1].any()  # valid: only the last position has a target
         unpadded.append(tuple(tuple(c[8 - real :].tolist()) for c in row))
     assert sorted(unpadded) == expected
 

@@ -63,3 +63,17 @@ def test_a_batch_without_targets_gives_zero_but_keeps_the_graph() -> None:
     loss = sequence_loss("full_softmax", hidden, torch.zeros(3, 5, dtype=torch.long), embeddings)
     loss.backward()
     assert loss.item() == 0.0 and hidden.grad is not None
+
+
+def test_weights_make_a_weighted_mean_of_the_positions_losses() -> None:
+    hidden, targets, embeddings = tensors()
+    at = targets >= FIRST_ITEM_INDEX
+    per_position = F.cross_entropy(hidden[at] @ embeddings[FIRST_ITEM_INDEX:].T, targets[at] - FIRST_ITEM_INDEX,
+                                   reduction="none")
+    weights = torch.ones(3, 5)
+    weights[1, 4] = 5.0  # one target (item 19) counts five times
+    expected = (per_position.sum() + 4 * per_position[-2]) / (per_position.numel() + 4)
+    weighted = sequence_loss("full_softmax", hidden, targets, embeddings, weights=weights)
+    assert torch.isclose(weighted, expected)
+    plain = sequence_loss("full_softmax", hidden, targets, embeddings)
+    assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings, weights=torch.ones(3, 5)), plain)

@@ -41,7 +41,7 @@ def valid_ndcg_from_the_registered_files(config: Config, lake: Lake, version: st
     scorer = load_model(config, version)
     source = ExampleSource.from_lake(lake, DS, version=lake.version("train_examples"), max_len=max_len)
     columns = [torch.from_numpy(np.stack(c)) for c in zip(*TrainExamples(source, "valid"), strict=True)]
-    items, behaviours, categories, gaps, targets = columns
+    items, behaviours, categories, gaps, targets, _ = columns
     with torch.no_grad():
         scores = scorer.encode(items, behaviours, categories, gaps) @ scorer.item_embeddings.T  # [B, V]
     target = targets[:, -1]

@@ -63,7 +63,20 @@ class SequentialRecommender(nn.Module, ABC):
         """Scalar training loss over every position with a target (``settings.loss``)."""
         hidden = self(*batch.inputs())  # [B, L, H]
         return sequence_loss(self.settings.loss, hidden, batch.targets, self.item_embeddings(),
-                             negatives=self.settings.negatives)
+                             negatives=self.settings.negatives, weights=self.target_weights(batch))
+
+    def target_weights(self, batch: Batch) -> torch.Tensor | None:
+        """``[B, L]`` each position's loss weight from its target's behaviour (``train.target_weights``);
+        None when every behaviour weighs 1."""
+        weights = self.settings.target_weights
+        if not weights or all(value == 1 for value in weights.values()):
+            return None
+        if batch.target_behaviours is None:
+            raise ValueError("train.target_weights needs each target's behaviour; the batch has none")
+        table = torch.ones(len(BEHAVIOURS) + 1)
+        for name, value in weights.items():
+            table[BEHAVIOURS.index(name) + 1] = float(value)
+        return table[batch.target_behaviours]
 
     def predict(self, batch: Batch, candidate_items: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, C]`` of ``candidate_items`` ``[B, C]`` for each sequence."""

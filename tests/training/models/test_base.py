@@ -97,3 +97,27 @@ def test_one_block_or_several_is_a_config_change(config: Config) -> None:
     assert len(one.blocks.layers) == 1 and len(three.blocks.layers) == 3
     post = model_of(config, "sasrec", layer_norm="post")
     assert post.blocks.layers[0].norm_first is False and post.blocks.norm is None
+
+
+def test_target_weights_weigh_positions_by_their_targets_behaviour(config: Config) -> None:
+    from lake.schemas import BEHAVIOUR_INDEX
+
+    batch = random_batch()
+    purchases = torch.zeros_like(batch.targets)
+    purchases[:, -1] = BEHAVIOUR_INDEX["purchase"]  # the last position's target is a purchase
+    with_behaviours = Batch(*batch.inputs(), batch.targets, torch.where(batch.targets > 0, purchases.clamp(min=1), 0))
+    plain = model_of(config, "sasrec").eval()
+    weighted = model_of(config, "sasrec", target_weights={"purchase": 3.0}).eval()
+    assert plain.target_weights(with_behaviours) is None
+    weights = weighted.target_weights(with_behaviours)
+    assert weights[:, -1].tolist() == [3.0] * 4 and set(weights[:, :-1].unique().tolist()) <= {1.0}
+    assert not torch.isclose(weighted.calculate_loss(with_behaviours), plain.calculate_loss(with_behaviours))
+    with pytest.raises(ValueError, match="behaviour"):
+        weighted.calculate_loss(batch)
+
+
+def test_target_weights_name_canonical_behaviours(config: Config) -> None:
+    from lake import ConfigError
+
+    with pytest.raises(ConfigError, match="target_weights"):
+        TrainSettings.from_config(tiny_config(config, target_weights={"buy": 2.0}))
