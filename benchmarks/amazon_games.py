@@ -22,17 +22,14 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pipeline_runs import REPO, SEQREC, card_meta, last_value, merge, run, test_metrics, work_config
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon_games.txt"
-SEQREC = [str(Path(sys.executable).with_name("seqrec"))]
 REPORTED = ("hr@10", "ndcg@10", "mrr", "f1_test@10")
 EXTRA_EMBEDDINGS = ("use_behaviour", "use_category", "use_time_gap")
 # Model name -> train settings. The extra embeddings (behaviour, category, time gap) are switched per row.
@@ -72,54 +69,14 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _run(command: list[str], log: Path) -> tuple[str, float]:
-    """Run one pipeline command, its output teed to ``log``; returns (stdout, seconds)."""
-    started = time.monotonic()
-    print(f"$ {shlex.join(command)}", flush=True)
-    with log.open("w") as sink:
-        result = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=sink, text=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
-        sink.write(result.stdout)
-    seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise SystemExit(f"command failed ({result.returncode}) after {seconds:.0f}s; see {log}")
-    return result.stdout, seconds
-
-
-def _last_value(stdout: str, key: str) -> str:
-    """``key`` from the command's output: its last line is JSON (train, gate), else a ``key=value`` token."""
-    lines = stdout.strip().splitlines()
-    try:
-        return str(json.loads(lines[-1])[key])
-    except (IndexError, ValueError, KeyError, TypeError):
-        pass
-    for line in reversed(lines):
-        for token in line.split():
-            if token.startswith(f"{key}="):
-                return token.split("=", 1)[1]
-    raise SystemExit(f"no {key}=... line in the command's output")
-
-
 def _base_config(args: argparse.Namespace) -> dict[str, Any]:
-    work = args.work.resolve()
-    base: dict[str, Any] = {
-        "lake": {"root": str(work / "lake"), "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
-                 "mlflow_artifact_root": str(work / "mlflow-artifacts"), "reports_dir": str(work / "reports")},
-        "spark": {"master": "local[2]"},
-    }
+    base = work_config(args.work)
     if args.config:
-        base = _merge(base, yaml.safe_load(args.config.read_text()) or {})
+        base = merge(base, yaml.safe_load(args.config.read_text()) or {})
     train = {"num_proc": args.num_proc}
     if args.epochs is not None:
         train["epochs"] = args.epochs
-    return _merge(base, {"train": train})
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    return merge(base, {"train": train})
 
 
 def _featurize(args: argparse.Namespace, logs: Path) -> Path:
@@ -135,11 +92,11 @@ def _featurize(args: argparse.Namespace, logs: Path) -> Path:
         raise SystemExit(f"{work} holds no featurized lake; run without --report-only first")
     base_file = work / "base.yaml"
     base_file.write_text(yaml.safe_dump(_base_config(args), sort_keys=False))
-    _run([*SEQREC, "convert-sasrec", "--input", str(args.data.resolve()), "--output", str(converted),
+    run([*SEQREC, "convert-sasrec", "--input", str(args.data.resolve()), "--output", str(converted),
           "--ds", args.ds, "--config", str(base_file)], logs / "convert.log")
-    _run([*SEQREC, "ingest", "--ds", args.ds, "--source", str(converted / "events.parquet"),
+    run([*SEQREC, "ingest", "--ds", args.ds, "--source", str(converted / "events.parquet"),
           "--config", str(config_file)], logs / "ingest.log")
-    _run([*SEQREC, "featurize", "--ds", args.ds, "--config", str(config_file)], logs / "featurize.log")
+    run([*SEQREC, "featurize", "--ds", args.ds, "--config", str(config_file)], logs / "featurize.log")
     done.write_text(args.ds)
     return config_file
 
@@ -155,28 +112,6 @@ def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
             if args.extras in (extras, "both"):
                 label = f"{name} {'+' if extras == 'with' else '-'}extras" + (f" {args.tag}" if args.tag else "")
                 out.append((label, {**settings, **dict.fromkeys(EXTRA_EMBEDDINGS, extras == "with")}))
-    return out
-
-
-def _metrics(config_file: Path, version: str) -> dict[str, dict[str, dict[str, float]]]:
-    """``{ranker: {protocol: {"hr@10": ..., "repeat_share": ...}}}`` of next-interaction targets from the
-    model_metrics rows `seqrec evaluate` wrote (test split): the model and each baseline on the same rows."""
-    from lake import Lake, load_config
-
-    lake = Lake.from_config(load_config(config_file, environ={}))
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    users: dict[tuple[str, str, str], int] = {}
-    for row in lake.read("model_metrics", partition=version).to_pylist():
-        if row["split"] != "test" or row["target"] != "interaction":
-            continue
-        users[(row["ranker"], row["protocol"], row["segment"])] = row["users"]
-        if row["segment"] == "all":
-            key = row["metric"] if row["k"] == 0 else f"{row['metric']}@{row['k']}"
-            out.setdefault(row["ranker"], {}).setdefault(row["protocol"], {})[key] = row["value"]
-    for ranker, protocols in out.items():
-        for protocol, metrics in protocols.items():
-            metrics["users"] = users[(ranker, protocol, "all")]
-            metrics["repeat_share"] = users.get((ranker, protocol, "repeat"), 0) / max(metrics["users"], 1)
     return out
 
 
@@ -204,7 +139,7 @@ def main() -> None:
         args.reuse = True
     config_file = _featurize(args, logs)
     # The converted config carries the lake paths; --config and --epochs/--np apply to every later stage.
-    base = _merge(yaml.safe_load(config_file.read_text()), _base_config(args))
+    base = merge(yaml.safe_load(config_file.read_text()), _base_config(args))
     finished_file = work / "finished.json"
     finished: dict[str, Any] = json.loads(finished_file.read_text()) if args.reuse and finished_file.exists() else {}
 
@@ -216,16 +151,16 @@ def main() -> None:
             if args.report_only:
                 print(f"not run yet: {label}")
                 continue
-            train_section = _merge(base.get("train") or {}, settings)
+            train_section = merge(base.get("train") or {}, settings)
             variant_file = work / f"{slug}.yaml"
             variant_file.write_text(yaml.safe_dump({**base, "train": train_section}, sort_keys=False))
-            stdout, train_seconds = _run([*SEQREC, "train", "--ds", args.ds, "--config", str(variant_file)],
+            stdout, train_seconds = run([*SEQREC, "train", "--ds", args.ds, "--config", str(variant_file)],
                                          logs / f"train-{slug}.log")
-            version = _last_value(stdout, "model_version")
-            _run([*SEQREC, "evaluate", "--model", version, "--config", str(variant_file)],
+            version = last_value(stdout, "model_version")
+            run([*SEQREC, "evaluate", "--model", version, "--config", str(variant_file)],
                  logs / f"evaluate-{slug}.log")
             finished[label] = {"version": version, "train_seconds": round(train_seconds, 1), "command": command,
-                               "train": train_section, "metrics": _metrics(variant_file, version)}
+                               "train": train_section, "metrics": test_metrics(variant_file, version, "interaction")}
             finished_file.write_text(json.dumps(finished, indent=2))
         # the variant's own file: it names this work folder's registry even when the folder was copied
         rows += _rows(label, finished[label], work / f"{slug}.yaml")
@@ -247,7 +182,7 @@ def _protocol_order(protocol: str) -> int:
 def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[str, Any]]:
     """One row per (ranker, protocol) for a finished model: the model, then the baselines ranked on the same
     rows; served first, then full, then sampled<N>."""
-    meta = _card_meta(config_file, result["version"])
+    meta = card_meta(config_file, result["version"])
     train = meta.get("train_config") or {}
     out = []
     for ranker, protocols in result["metrics"].items():
@@ -263,14 +198,6 @@ def _rows(label: str, result: dict[str, Any], config_file: Path) -> list[dict[st
                         "loss": meta.get("loss"), "settings": {k: train.get(k) for k in TUNABLE if k in train}}
             out.append(row | {"command": result.get("command")})
     return out
-
-
-def _card_meta(config_file: Path, version: str) -> dict[str, Any]:
-    from lake import load_config
-    from lake.registry import find
-
-    card = find(load_config(config_file, environ={}), version=version)
-    return dict(card.meta) if card else {}
 
 
 def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:

@@ -85,6 +85,26 @@ class SumOfItems:
         return torch.export.export(Module(), example, dynamic_shapes=({0: batch},) * 4)
 
 
+def machine() -> str:
+    """This host in a few words, with its load at the start (the figures depend on it)."""
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.1f}")
+
+
+def fresh_bench(args: argparse.Namespace) -> Config:
+    """An emptied ``args.work`` for the lake, MLflow store and reports; Spark on ``args.master``; lists of
+    ``args.top_n``."""
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    return load_config(environ={}).with_overrides({
+        "lake": {"root": str(args.work / "lake"), "mlflow_tracking_uri": f"sqlite:///{args.work / 'mlflow.db'}",
+                 "mlflow_artifact_root": str(args.work / "artifacts"), "reports_dir": str(args.work / "reports")},
+        "spark": {"master": args.master, "conf": {"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "4",
+                                                  "spark.ui.enabled": "false"}},
+        "serve": {"top_n": args.top_n},
+    })
+
+
 def generate(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, np.ndarray, dict]:
     """Write the lake tables and register the model; returns (item embeddings [V, H], sequences [U, L], meta)."""
     import mlflow
@@ -168,18 +188,9 @@ def bare_torch(embeddings: np.ndarray, sequences: np.ndarray, top_n: int, chunk:
 
 def main() -> None:
     args = _arguments()
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    config = load_config(environ={}).with_overrides({
-        "lake": {"root": str(args.work / "lake"), "mlflow_tracking_uri": f"sqlite:///{args.work / 'mlflow.db'}",
-                 "mlflow_artifact_root": str(args.work / "artifacts"), "reports_dir": str(args.work / "reports")},
-        "spark": {"master": args.master, "conf": {"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "4",
-                                                  "spark.ui.enabled": "false"}},
-        "serve": {"top_n": args.top_n},
-    })
+    config = fresh_bench(args)
     print(f"scoring benchmark: {args.users:,} users x {args.items:,} items, H={args.dim}, N={args.top_n}, "
-          f"L={args.seq_len}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"L={args.seq_len}; {machine()}", flush=True)
     started = time.perf_counter()
     embeddings, sequences, _ = generate(args, config)
     print(f"  generated lake and model in {time.perf_counter() - started:.1f} s", flush=True)

@@ -78,6 +78,9 @@ def convert_events_command(
     category: Annotated[str | None, typer.Option("--category-column", help="None: every event is category 0.")]
     = None,
     delimiter: Annotated[str | None, typer.Option("--delimiter", help="Default: tab for .tsv, else comma.")] = None,
+    id_offset: Annotated[int, typer.Option(
+        "--id-offset", help="Added to every user and item id: 1 for files that number from 0 (ingest reads an id "
+        "of 0 as missing).")] = 0,
     config: ConfigOption = None,
 ) -> None:
     """Convert a user/item/behaviour/timestamp file (and its held-out file) into events for `seqrec ingest`."""
@@ -86,10 +89,13 @@ def convert_events_command(
     columns = EventColumns(user=user, item=item, behaviour=behaviour, time=time, category=category)
     result = run_stage("convert-events", None, config, lambda cfg: convert_events(
         input_path, output, cfg.lake.timezone, heldout_path=heldout, columns=columns,
-        heldout_behaviour=heldout_behaviour, delimiter=delimiter, base=cfg.overrides))
+        heldout_behaviour=heldout_behaviour, delimiter=delimiter, base=cfg.overrides, id_offset=id_offset))
     console.print(f"{result.events:,} events ({result.heldout_events:,} held out, "
                   f"{result.heldout_without_history:,} held-out rows without history left out), {result.users:,} "
                   f"users, {result.items:,} items, {result.first_ds} .. {result.last_ds} -> {result.events_file}")
+    if result.non_positive_ids:
+        console.print(f"[yellow]{result.non_positive_ids:,} rows have a user or item id of 0 or below: ingest will "
+                      f"quarantine them (for ids numbered from 0, rerun with --id-offset 1)[/yellow]")
     console.print(f"next: seqrec ingest --ds {result.last_ds} --source {result.events_file} "
                   f"--config {result.config_file}")
     console.print(f"      seqrec featurize --ds {result.last_ds} --config {result.config_file}")

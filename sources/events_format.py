@@ -11,9 +11,12 @@ is one such pair::
 A held-out row becomes an event of ``heldout_behaviour`` one second after its user's last event, so the
 leave-one-out split makes it the user's test target (and the user's last real event the validation target):
 ranking it is the protocol of the papers that publish such files. Users of the held-out file without
-events are counted and left out (nothing to rank from). The file has no category unless a category column
-is named: then every event is category 0. The written configuration keeps every row of the published
-data set (k-core off: it would remove held-out items and users) and leaves the other cleaning steps on.
+events are counted and left out (nothing to rank from). Without a named category column every event is
+category 0. Ingest reads an id of 0 or below as missing (quarantined with its reason), so a file that
+numbers from 0 needs ``id_offset=1`` (``--id-offset 1``): it is added to every user and item id, in both
+files, and the output's ids are the source's plus the offset. The written configuration keeps every row of
+the published data set (k-core off: it would remove held-out items and users) and leaves the other cleaning
+steps on.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class EventsConvertResult:
     heldout_without_history: int
     users: int
     items: int
+    # rows whose user or item id is 0 or below after the offset: ingest will quarantine them
+    non_positive_ids: int
     first_ds: str
     last_ds: str
 
@@ -136,6 +141,14 @@ def events_with_heldout(events: pa.Table, heldout: pa.Table, behaviour: str) -> 
     return pa.concat_tables([events, appended]), dropped
 
 
+def _offset_ids(table: pa.Table, offset: int) -> pa.Table:
+    if offset == 0:
+        return table
+    for name in ("user_id", "item_id"):
+        table = table.set_column(table.schema.get_field_index(name), name, pc.add(table.column(name), offset))
+    return table
+
+
 def _local_day(seconds: int, timezone: str) -> str:
     return dt.datetime.fromtimestamp(seconds, zoneinfo.ZoneInfo(timezone)).date().isoformat()
 
@@ -143,7 +156,7 @@ def _local_day(seconds: int, timezone: str) -> str:
 def convert_events(
     input_path: str | Path, output: str | Path, timezone: str, *, heldout_path: str | Path | None = None,
     columns: EventColumns = DEFAULT_COLUMNS, heldout_behaviour: str = "buy", delimiter: str | None = None,
-    base: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None, id_offset: int = 0,
 ) -> EventsConvertResult:
     """Write ``events.parquet`` and ``seqrec.yaml`` under ``output`` (see the module docstring).
 
@@ -151,12 +164,13 @@ def convert_events(
         heldout_behaviour: the raw behaviour word of the held-out events (it must map in ``ingest.behaviours``).
         base: the user's configuration overrides (lake root, ...) to carry into ``seqrec.yaml``, beneath
             EVENTS_CONFIG, so the written file is the only --config the next stages need.
+        id_offset: added to every user and item id (1 for files that number from 0).
     """
-    events = read_events(input_path, columns, delimiter=delimiter)
+    events = _offset_ids(read_events(input_path, columns, delimiter=delimiter), id_offset)
     heldout_events = dropped = 0
     if heldout_path is not None:
         heldout = _read_table(Path(heldout_path), delimiter, {columns.user: pa.int64(), columns.item: pa.int64()})
-        heldout = heldout.rename_columns(["user_id", "item_id"])
+        heldout = _offset_ids(heldout.rename_columns(["user_id", "item_id"]), id_offset)
         events, dropped = events_with_heldout(events, heldout, heldout_behaviour)
         heldout_events = heldout.num_rows - dropped
     times = pc.min_max(events.column("event_time")).as_py()
@@ -176,5 +190,7 @@ def convert_events(
         events_file=str(events_file), config_file=str(config_file), events=events.num_rows,
         heldout_events=heldout_events, heldout_without_history=dropped,
         users=len(pc.unique(events.column("user_id"))), items=len(pc.unique(events.column("item_id"))),
+        non_positive_ids=int(pc.sum(pc.or_(pc.less_equal(events.column("user_id"), 0),
+                                           pc.less_equal(events.column("item_id"), 0))).as_py() or 0),
         first_ds=first_ds, last_ds=last_ds,
     )

@@ -13,8 +13,9 @@ collate function then drops the columns that are padding in every row of a batch
 from __future__ import annotations
 
 import logging
+import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -36,7 +37,7 @@ from lake.sequences import left_pad
 from lake.storage import petastorm_filesystem
 from training.batch import SEQUENCE_COLUMNS, Batch
 
-__all__ = ["ExampleSource", "Shard", "TrainExamples", "batches", "collate"]
+__all__ = ["ExampleSource", "LengthBuckets", "Shard", "TrainExamples", "batches", "collate"]
 
 log = logging.getLogger(__name__)
 # petastorm 0.13 drives pyarrow 14's legacy ParquetDataset and warns, and logs at INFO, on every reader it opens
@@ -191,7 +192,45 @@ class TrainExamples(IterableDataset):
         )
 
 
-def collate(rows: list[tuple[np.ndarray, ...]]) -> Batch:
+Row = tuple[np.ndarray, ...]
+
+
+class LengthBuckets(IterableDataset):
+    """Batches of rows of similar length: ``pool`` batches' worth of rows at a time, sorted by length, cut
+    into batches that are yielded in a shuffled order (so an epoch does not run from short to long).
+
+    Args:
+        rows: the shuffled rows (a TrainExamples).
+        batch_size: rows per batch.
+        pool: batches drawn together; 1 = no grouping.
+        seed: seeds the order the batches of each pool are yielded in.
+    """
+
+    def __init__(self, rows: Iterable[Row], batch_size: int, *, pool: int, seed: int) -> None:
+        super().__init__()
+        self.rows = rows
+        self.batch_size = batch_size
+        self.pool = pool
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[list[Row]]:
+        order = random.Random(self.seed)
+        pooled: list[Row] = []
+        for row in self.rows:
+            pooled.append(row)
+            if len(pooled) == self.batch_size * self.pool:
+                yield from self._cut(pooled, order)
+                pooled = []
+        yield from self._cut(pooled, order)
+
+    def _cut(self, pooled: list[Row], order: random.Random) -> list[list[Row]]:
+        pooled.sort(key=lambda row: int(np.count_nonzero(row[0])))  # column 0: items, PAD_INDEX = 0
+        cut = [pooled[start:start + self.batch_size] for start in range(0, len(pooled), self.batch_size)]
+        order.shuffle(cut)
+        return cut
+
+
+def collate(rows: list[Row]) -> Batch:
     """Stack left-padded rows into a Batch, dropping leading columns that are padding in every row.
 
     Positions count from the most recent step, so dropping shared padding changes no score; it saves the
@@ -203,9 +242,16 @@ def collate(rows: list[tuple[np.ndarray, ...]]) -> Batch:
     return Batch(*(column[:, first:] for column in columns))
 
 
-def batches(dataset: TrainExamples, batch_size: int, *, item_vocab_size: int) -> Iterator[Batch]:
-    """Batches from a torch DataLoader over ``dataset``, checked against the model's item vocabulary."""
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
+def batches(dataset: TrainExamples, batch_size: int, *, item_vocab_size: int, length_buckets: int = 1,
+            seed: int = 0) -> Iterator[Batch]:
+    """Batches from a torch DataLoader over ``dataset``, checked against the model's item vocabulary;
+    ``length_buckets`` > 1 groups rows of similar length (``LengthBuckets``, seeded by ``seed``)."""
+    if length_buckets > 1:
+        grouped = LengthBuckets(dataset, batch_size, pool=length_buckets, seed=seed)
+        loader = DataLoader(grouped, batch_size=None, collate_fn=collate)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    for batch in loader:
         largest = max(int(batch.items.max()), int(batch.targets.max()))
         if largest >= item_vocab_size:
             raise InputError(

@@ -45,6 +45,7 @@ class TrainSettings:
     target_weights: dict
     epochs: int
     batch_size: int
+    length_buckets: int
     learning_rate: float
     weight_decay: float
     grad_clip_norm: float
@@ -66,7 +67,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         positive = ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "negatives", "epochs",
-                    "batch_size", "num_proc", "reader_workers", "max_gap_bucket", "valid_negatives")
+                    "batch_size", "length_buckets", "num_proc", "reader_workers", "max_gap_bucket", "valid_negatives")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")

@@ -101,6 +101,8 @@ class Trainer:
         self.checkpoint_about = checkpoint_about or {}
         self._valid: list[Batch] | None = None
         self._valid_candidates: list[torch.Tensor] = []
+        # running total of the batches' loss weight, for the length-grouped batches' common denominator
+        self._loss_mass, self._loss_batches = 0.0, 0
 
     def fit(self) -> Progress:
         """Train until ``epochs`` or early stopping, then load the best epoch's weights on every worker."""
@@ -152,26 +154,41 @@ class Trainer:
     def _train_stream(self, epochs_done: int) -> Iterator[Batch]:
         examples = TrainExamples(self.source, "train", self.workers.shard, passes=None, shuffle=True,
                                  seed=self.settings.seed + 1000 * epochs_done)
-        return batches(examples, self.settings.batch_size, item_vocab_size=self.item_vocab_size)
+        return batches(examples, self.settings.batch_size, item_vocab_size=self.item_vocab_size,
+                       length_buckets=self.settings.length_buckets, seed=self.settings.seed + epochs_done)
 
     # -- one epoch ----------------------------------------------------------------------------------
     def _train_epoch(self, optimizer: torch.optim.Optimizer, stream: Iterator[Batch]) -> dict[str, float]:
         steps = max(1, math.ceil(self.train_rows / (self.settings.batch_size * self.workers.size)))
         self.model.train()
-        loss_sum, sequences = 0.0, 0
+        loss_sum, mass_sum, sequences = 0.0, 0.0, 0
         for _ in range(steps):
             batch = next(stream).to(self.workers.device)
+            mass = self.model.loss_mass(batch)
+            denominator = self._denominator(mass)
             optimizer.zero_grad()
             with self.workers.autocast():
-                loss = self.model.calculate_loss(batch)
+                loss = self.model.calculate_loss(batch, denominator=denominator)
             loss.backward()
             with synchronized_step(optimizer):
                 if self.settings.grad_clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
-            loss_sum += float(loss.detach())
+            loss_sum += float(loss.detach()) * (denominator or mass)
+            mass_sum += mass
             sequences += len(batch)
-        return {"train_loss": self.workers.average(loss_sum / steps, "train_loss"),
+        # the mean over the epoch's positions (weighted), however each batch was divided
+        return {"train_loss": self.workers.average(loss_sum / max(mass_sum, 1e-9), "train_loss"),
                 "sequences": float(self.workers.total(torch.tensor([float(sequences)]), "sequences"))}
+
+    def _denominator(self, mass: float) -> float | None:
+        """With length buckets, every batch's loss is divided by the mean loss weight (``mass``) of the batches
+        so far, so a position weighs the same in a batch of short sequences as in one of long ones (as it
+        does, on average, in batches of mixed lengths); without, None: each batch's own mean."""
+        if self.settings.length_buckets <= 1:
+            return None
+        self._loss_mass += mass
+        self._loss_batches += 1
+        return max(self._loss_mass / self._loss_batches, 1.0)
 
     def _count_epoch(self) -> dict[str, float]:
         examples = TrainExamples(self.source, "train", self.workers.shard, passes=1)

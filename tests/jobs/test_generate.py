@@ -1,4 +1,4 @@
-"""`seqrec generate` and `seqrec convert-sasrec`: flags override the config and the files come out."""
+"""`seqrec generate`, `convert-sasrec` and `convert-events`: flags override the config and the files come out."""
 
 from __future__ import annotations
 
@@ -31,3 +31,18 @@ def test_convert_sasrec_command_writes_events_and_the_config_that_reads_them(tmp
     assert written["ingest"]["format"] == "generic"
     assert written["featurize"]["burst_window_seconds"] == 0
     assert "seqrec ingest --ds 2018-01-01" in result.output
+
+
+def test_convert_events_command_warns_about_ids_from_zero_and_names_the_day_to_ingest(tmp_path: Path):
+    source, heldout = tmp_path / "interactions.tsv", tmp_path / "heldout.tsv"
+    source.write_text("user\titem\tbehavior\ttimestamp\n0\t5\tview\t1433221969\n0\t6\tcart\t1433222104\n")
+    heldout.write_text("user\titem\n0\t7\n")
+    arguments = ["convert-events", "--input", str(source), "--heldout", str(heldout), "--output", str(tmp_path / "out")]
+    plain = CliRunner().invoke(app, arguments)
+    assert plain.exit_code == 0, plain.output
+    assert "3 rows have a user or item id of 0 or below" in " ".join(plain.output.split())
+    shifted = CliRunner().invoke(app, [*arguments, "--id-offset", "1"])
+    assert shifted.exit_code == 0, shifted.output
+    assert "id of 0 or below" not in shifted.output and "seqrec ingest --ds 2015-06-02" in shifted.output
+    written = yaml.safe_load((tmp_path / "out" / "seqrec.yaml").read_text())
+    assert written["featurize"] == {"kcore_user_min_events": 1, "kcore_item_min_events": 1}

@@ -11,7 +11,7 @@ from lake import EmptyInputError, InputError, Lake
 from lake.schemas import spec
 from tests.training.conftest import DS, TinyData, write_tiny_lake
 from training.batch import SEQUENCE_COLUMNS
-from training.data import ExampleSource, Shard, TrainExamples, batches, collate
+from training.data import ExampleSource, LengthBuckets, Shard, TrainExamples, batches, collate
 
 
 def source_of(lake: Lake, max_len: int = 8) -> ExampleSource:
@@ -104,3 +104,27 @@ def test_batches_refuse_items_beyond_the_vocabulary(lake: Lake, tiny_data: TinyD
     assert sum(len(b) for b in batches(examples, 7, item_vocab_size=tiny_data.item_vocab_size)) == tiny_data.users
     with pytest.raises(InputError, match="rerun featurize"):
         list(batches(examples, 7, item_vocab_size=tiny_data.item_vocab_size - 3))
+
+
+def test_length_buckets_batch_similar_lengths_and_keep_every_row() -> None:
+    lengths = [1, 9, 2, 8, 3, 7, 4, 6, 5, 10, 2, 4]
+    rows = [tuple(np.array([0] * (12 - n) + list(range(2, 2 + n))) for _ in range(2)) for n in lengths]
+    grouped = list(LengthBuckets(rows, 2, pool=3, seed=0))  # pools of 6 rows, sorted, cut in pairs
+    seen = sorted(int(np.count_nonzero(row[0])) for batch in grouped for row in batch)
+    assert seen == sorted(lengths) and all(len(batch) == 2 for batch in grouped)
+    pools = [sorted(lengths[:6]), sorted(lengths[6:])]
+    for first, pool in ((grouped[:3], pools[0]), (grouped[3:], pools[1])):
+        pairs = sorted(sorted(int(np.count_nonzero(row[0])) for row in batch) for batch in first)
+        assert pairs == [pool[0:2], pool[2:4], pool[4:6]]  # neighbours in length share a batch
+    again = list(LengthBuckets(rows, 2, pool=3, seed=0))
+    assert [[r[0].tolist() for r in b] for b in again] == [[r[0].tolist() for r in b] for b in grouped]
+
+
+def test_length_buckets_leave_less_padding_in_the_trainers_batches(lake: Lake, tiny_data: TinyData) -> None:
+    source = source_of(lake, max_len=20)
+    vocab = tiny_data.item_vocab_size
+    plain = list(batches(TrainExamples(source, "train", shuffle=True, seed=3), 4, item_vocab_size=vocab))
+    grouped = list(batches(TrainExamples(source, "train", shuffle=True, seed=3), 4, item_vocab_size=vocab,
+                           length_buckets=8, seed=3))
+    assert sum(len(b) for b in grouped) == sum(len(b) for b in plain)
+    assert sum(b.items.numel() for b in grouped) < sum(b.items.numel() for b in plain)

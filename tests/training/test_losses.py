@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lake.sequences import FIRST_ITEM_INDEX
+from training import losses
 from training.losses import sequence_loss, uniform_negatives
 
 
@@ -36,6 +37,38 @@ def test_full_softmax_is_cross_entropy_over_real_items() -> None:
     logits = hidden[at] @ embeddings[FIRST_ITEM_INDEX:].T
     expected = F.cross_entropy(logits, targets[at] - FIRST_ITEM_INDEX)
     assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings), expected)
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 2048])
+def test_full_softmax_in_catalogue_chunks_has_cross_entropys_gradients(chunk: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(losses, "CATALOGUE_CHUNK", chunk)  # 3: a chunk holds padding, unknown and one item
+    hidden, targets, embeddings = tensors()
+    weights = torch.rand(3, 5, generator=torch.Generator().manual_seed(1)) + 0.5
+    sequence_loss("full_softmax", hidden, targets, embeddings, weights=weights).backward()
+    chunked = (hidden.grad.clone(), embeddings.grad.clone())
+    hidden.grad = embeddings.grad = None
+    at = targets >= FIRST_ITEM_INDEX
+    logits = hidden[at] @ embeddings[FIRST_ITEM_INDEX:].T
+    per_position = F.cross_entropy(logits, targets[at] - FIRST_ITEM_INDEX, reduction="none")
+    ((per_position * weights[at]).sum() / weights[at].sum()).backward()
+    assert torch.allclose(chunked[0], hidden.grad, atol=1e-6)
+    assert torch.allclose(chunked[1], embeddings.grad, atol=1e-6)
+
+
+def test_sampled_softmax_over_the_whole_catalogue_is_the_full_softmax() -> None:
+    hidden, targets, embeddings = tensors()
+    # every real item drawn: each position's own target is masked out of its negatives, nothing else differs
+    sampled = sequence_loss("sampled_softmax", hidden, targets, embeddings, negatives=1000)
+    assert torch.isclose(sampled, sequence_loss("full_softmax", hidden, targets, embeddings), atol=1e-6)
+
+
+def test_sampled_softmax_shares_fewer_negatives_and_scores_below_the_full_loss() -> None:
+    hidden, targets, embeddings = tensors()
+    torch.manual_seed(0)
+    sampled = sequence_loss("sampled_softmax", hidden, targets, embeddings, negatives=4)
+    # a subset of the softmax's terms: the loss can only be smaller
+    assert sampled < sequence_loss("full_softmax", hidden, targets, embeddings)
 
 
 def test_bce_is_sasrecs_positive_and_negative_terms() -> None:
@@ -77,3 +110,15 @@ def test_weights_make_a_weighted_mean_of_the_positions_losses() -> None:
     assert torch.isclose(weighted, expected)
     plain = sequence_loss("full_softmax", hidden, targets, embeddings)
     assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings, weights=torch.ones(3, 5)), plain)
+
+
+def test_a_denominator_replaces_the_batchs_own_count() -> None:
+    hidden, targets, embeddings = tensors()
+    positions = int((targets >= FIRST_ITEM_INDEX).sum())
+    mean = sequence_loss("full_softmax", hidden, targets, embeddings)
+    # a batch with half the typical positions contributes half as much, position for position the same
+    halved = sequence_loss("full_softmax", hidden, targets, embeddings, denominator=2.0 * positions)
+    assert torch.isclose(halved, mean / 2)
+    weights = torch.full((3, 5), 3.0)
+    assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings, weights=weights,
+                                       denominator=3.0 * positions), mean)

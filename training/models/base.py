@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lake.schemas import BEHAVIOURS
+from lake.sequences import FIRST_ITEM_INDEX
 from training.batch import Batch
 from training.losses import sequence_loss
 from training.settings import TrainSettings
@@ -59,11 +60,19 @@ class SequentialRecommender(nn.Module, ABC):
         """``[B, H]``: the state at each sequence's last (most recent) step."""
         return self(*batch.inputs())[:, -1]
 
-    def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        """Scalar training loss over every position with a target (``settings.loss``)."""
+    def calculate_loss(self, batch: Batch, *, denominator: float | None = None) -> torch.Tensor:
+        """Scalar training loss over every position with a target (``settings.loss``): their mean, or their
+        sum over ``denominator`` (see ``sequence_loss``)."""
         hidden = self(*batch.inputs())  # [B, L, H]
         return sequence_loss(self.settings.loss, hidden, batch.targets, self.item_embeddings(),
-                             negatives=self.settings.negatives, weights=self.target_weights(batch))
+                             negatives=self.settings.negatives, weights=self.target_weights(batch),
+                             denominator=denominator)
+
+    def loss_mass(self, batch: Batch) -> float:
+        """The total weight of the batch's positions with a target (their count when all weigh 1)."""
+        at = batch.targets >= FIRST_ITEM_INDEX
+        weights = self.target_weights(batch)
+        return float(weights[at].sum() if weights is not None else at.sum())
 
     def target_weights(self, batch: Batch) -> torch.Tensor | None:
         """``[B, L]`` each position's loss weight from its target's behaviour (``train.target_weights``);

@@ -39,8 +39,10 @@ class Popularity(SequentialRecommender):
         targets = batch.targets[batch.targets >= FIRST_ITEM_INDEX]  # [N]
         self.item_counts += torch.bincount(targets, minlength=self.vocab.items).to(self.item_counts.dtype)
 
-    def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        """Mean negative log-likelihood of the batch's targets under the add-one smoothed counts (no gradient)."""
+    def calculate_loss(self, batch: Batch, *, denominator: float | None = None) -> torch.Tensor:
+        """Mean negative log-likelihood of the batch's targets under the add-one smoothed counts (no gradient);
+        with ``denominator``, their sum over it."""
         targets = batch.targets[batch.targets >= FIRST_ITEM_INDEX]  # [N]
         log_probs = F.log_softmax(torch.log1p(self.item_counts[FIRST_ITEM_INDEX:]), dim=0)  # [V - 2]
-        return -log_probs[targets - FIRST_ITEM_INDEX].mean()
+        negative = -log_probs[targets - FIRST_ITEM_INDEX]
+        return negative.mean() if denominator is None else negative.sum() / denominator
