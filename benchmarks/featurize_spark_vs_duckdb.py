@@ -62,6 +62,7 @@ def write_events(config: Config, events: int, days: int, seed: int) -> tuple[str
         "behaviour": behaviour,
         "event_time": pa.array(seconds * 1_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         "source_file": pa.array(["generated"] * len(raw), pa.string()),
+        "drop_id": pa.array(["generated"] * len(raw), pa.string()),
         "ds": pa.array(day_names[day]),
     }, schema=spec("events").schema)
     Lake.from_config(config).write("events", table, mode="overwrite")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SEQREC = [str(Path(sys.executable).with_name("seqrec"))]
@@ -91,3 +94,50 @@ def test_metrics(config_file: Path, version: str, target: str) -> dict[str, dict
             metrics["users"] = users[(ranker, protocol, "all")]
             metrics["repeat_share"] = users.get((ranker, protocol, "repeat"), 0) / max(metrics["users"], 1)
     return out
+
+
+def train_and_evaluate(
+    config_file: Path, ds: str, name: str, seed: int, overrides: dict[str, Any], logs: Path, target: str,
+) -> dict[str, Any]:
+    """Train one variant (``overrides`` laid over ``config_file``, ``train.seed`` = ``seed``), evaluate it, and
+    return what a results file keeps of the run: version, training seconds, epochs, the train section and the
+    ``target`` targets' test metrics of the model and of every baseline the evaluation ranked."""
+    config = merge(yaml.safe_load(config_file.read_text()) or {}, overrides)
+    config["train"] = {**(config.get("train") or {}), "seed": seed}
+    variant_file = config_file.with_name(f"{name}-seed{seed}.yaml")
+    variant_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    stdout, seconds = run([*SEQREC, "train", "--ds", ds, "--config", str(variant_file)],
+                          logs / f"train-{name}-seed{seed}.log")
+    version = last_value(stdout, "model_version")
+    run([*SEQREC, "evaluate", "--model", version, "--config", str(variant_file)],
+        logs / f"evaluate-{name}-seed{seed}.log")
+    meta = card_meta(variant_file, version)
+    return {"variant": name, "seed": seed, "version": version, "train_seconds": round(seconds, 1),
+            "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
+            "train": config["train"], "metrics": test_metrics(variant_file, version, target)}
+
+
+def mean_and_sd(runs: list[dict[str, Any]], protocols: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """``{"<protocol> <metric>": mean, "<protocol> <metric> sd": sample standard deviation or None}`` of the
+    model's test metrics over ``runs`` (one per seed), and their mean training seconds."""
+    row: dict[str, Any] = {"seeds": len(runs),
+                           "train_seconds": round(statistics.mean(r["train_seconds"] for r in runs), 1)}
+    for protocol in protocols:
+        for metric in metrics:
+            values = [r["metrics"]["model"][protocol][metric] for r in runs]
+            row[f"{protocol} {metric}"] = round(statistics.mean(values), 4)
+            row[f"{protocol} {metric} sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+    return row
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str], label: str = "model") -> str:
+    """Rows as a Markdown table: ``label``, seeds, each column as "mean ± sd", training seconds."""
+    lines = [f"| {label} | seeds | " + " | ".join(columns) + " | train s |",
+             "|---|---|" + "---|" * len(columns) + "---|"]
+    for row in rows:
+        cells = []
+        for column in columns:
+            sd = row.get(f"{column} sd")
+            cells.append(f"{row[column]:.4f}" + (f" ± {sd:.4f}" if sd is not None else ""))
+        lines.append(f"| {row[label]} | {row['seeds']} | " + " | ".join(cells) + f" | {row.get('train_seconds', '')} |")
+    return "\n".join(lines)

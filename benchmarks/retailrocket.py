@@ -19,13 +19,12 @@ import argparse
 import json
 import re
 import shlex
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pipeline_runs import REPO, SEQREC, card_meta, last_value, merge, run, test_metrics, work_config
+from pipeline_runs import REPO, SEQREC, markdown_table, mean_and_sd, merge, run, train_and_evaluate, work_config
 
 DATA = REPO.parent / "shared" / "data" / "retailrocket"
 NO_EXTRAS = {"use_behaviour": False, "use_category": False, "use_time_gap": False}
@@ -93,7 +92,6 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     command = shlex.join([".venv/bin/python", "benchmarks/retailrocket.py", *sys.argv[1:]])
     config_file, ds = _prepare(args, logs)
-    base = yaml.safe_load(config_file.read_text())
     finished_file = work / "finished.json"
     finished: dict[str, Any] = json.loads(finished_file.read_text()) if finished_file.exists() else {}
     for name in args.variants.split(","):
@@ -101,27 +99,16 @@ def main() -> None:
             key = f"{name} seed {seed}"
             if key in finished:
                 continue
-            first = not finished
-            evaluate = {"negatives": 99, "baselines": BASELINES if first else []}
-            train = merge(base.get("train") or {}, {**VARIANTS[name], "seed": seed})
-            variant_file = work / f"{name}-seed{seed}.yaml"
-            variant_file.write_text(yaml.safe_dump({**base, "train": train, "evaluate": evaluate}, sort_keys=False))
-            stdout, seconds = run([*SEQREC, "train", "--ds", ds, "--config", str(variant_file)],
-                                  logs / f"train-{name}-seed{seed}.log")
-            version = last_value(stdout, "model_version")
-            run([*SEQREC, "evaluate", "--model", version, "--config", str(variant_file)],
-                logs / f"evaluate-{name}-seed{seed}.log")
-            meta = card_meta(variant_file, version)
-            finished[key] = {"variant": name, "seed": seed, "version": version, "train_seconds": round(seconds, 1),
-                             "epochs_trained": meta.get("epochs_trained"), "best_epoch": meta.get("best_epoch"),
-                             "train": train, "metrics": test_metrics(variant_file, version, "purchase")}
+            evaluate = {"negatives": 99, "baselines": [] if finished else BASELINES}
+            overrides = {"train": VARIANTS[name], "evaluate": evaluate}
+            finished[key] = train_and_evaluate(config_file, ds, name, seed, overrides, logs, "purchase")
             finished_file.write_text(json.dumps(finished, indent=2))
     summary = _summary(finished)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset": "retailrocket", "data": str(args.data), "command": command,
                                     "target": "purchase (held out, never touched before)", "goal": GOAL,
                                     "summary": summary, "runs": list(finished.values())}, indent=2) + "\n")
-    _print_table(summary)
+    print(markdown_table(summary, [f"{p} {m}" for p in PROTOCOLS for m in METRICS]))
 
 
 def _summary(finished: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,34 +116,14 @@ def _summary(finished: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name in VARIANTS:
         runs = [r for r in finished.values() if r["variant"] == name]
-        if not runs:
-            continue
-        row: dict[str, Any] = {"model": LABELS[name], "variant": name, "seeds": len(runs),
-                               "train_seconds": round(statistics.mean(r["train_seconds"] for r in runs), 1)}
-        for protocol in PROTOCOLS:
-            for metric in METRICS:
-                values = [r["metrics"]["model"][protocol][metric] for r in runs]
-                row[f"{protocol} {metric}"] = round(statistics.mean(values), 4)
-                row[f"{protocol} {metric} sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
-        rows.append(row)
+        if runs:
+            rows.append({"model": LABELS[name], "variant": name, **mean_and_sd(runs, PROTOCOLS, METRICS)})
     baselines = next((r["metrics"] for r in finished.values() if set(BASELINES) <= set(r["metrics"])), {})
     for ranker in BASELINES:
         if ranker in baselines:
             rows.append({"model": f"{ranker} (baseline)", "variant": ranker, "seeds": 1,
                          **{f"{p} {m}": round(baselines[ranker][p][m], 4) for p in PROTOCOLS for m in METRICS}})
     return rows
-
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    columns = [f"{p} {m}" for p in PROTOCOLS for m in METRICS]
-    print("| model | seeds | " + " | ".join(columns) + " | train s |")
-    print("|---|---|" + "---|" * len(columns) + "---|")
-    for row in rows:
-        cells = []
-        for column in columns:
-            sd = row.get(f"{column} sd")
-            cells.append(f"{row[column]:.4f}" + (f" ± {sd:.4f}" if sd is not None else ""))
-        print(f"| {row['model']} | {row['seeds']} | " + " | ".join(cells) + f" | {row.get('train_seconds', '')} |")
 
 
 if __name__ == "__main__":

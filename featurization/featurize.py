@@ -29,7 +29,6 @@ import pyarrow as pa
 
 from featurization import cleaning, examples, indexing, sequences
 from lake import Config, ConfigError, EmptyInputError, InputError, Lake, ValidationError, typed_section
-from lake.vocab import size_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -162,16 +161,20 @@ def _check_missing_days(lake: Lake, ds: str, policy: str) -> None:
 
 def _check_vocab(lake: Lake, name: str, id_column: str, index_column: str) -> int:
     """The vocabulary's size (max index + 1) after checking that ids and indexes are both unique."""
-    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
 
-    table = lake.read(name, columns=[id_column, index_column])
+    counts = lake.read_spark(name).agg(
+        F.count(F.lit(1)).alias("rows"), F.max(index_column).alias("largest"),
+        *[F.count_distinct(column).alias(column) for column in (id_column, index_column)],
+    ).first()
     for column in (id_column, index_column):
-        if pc.count_distinct(table.column(column)).as_py() != table.num_rows:
+        if counts[column] != counts["rows"]:
             raise ValidationError(
                 f"table '{name}' holds a repeated {column}: two featurize runs appended at the same time. "
                 f"Restore it to the version before the overlap (lake history) and rerun featurize in ds order."
             )
-    return size_of(table.column(index_column))
+    # As lake.vocab.size_of: the largest index + 1 (2 when empty: padding and unknown only).
+    return (counts["largest"] or 1) + 1
 
 
 @dataclass
@@ -289,19 +292,20 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
         with _timed("vocabularies", seconds):
             old_items = _read_or_empty(lake, "item_vocab")
             old_categories = _read_or_empty(lake, "category_vocab")
-            # The new entries are numbered in one global order (a single task) and are few next to the
-            # events, so they come to the driver as Arrow and are appended by delta-rs directly.
+            # Kept on the executors (a first run appends the whole catalogue) and cached: the counts, the
+            # sequences' broadcast join and the append all read the same numbering.
             new_items = indexing.new_vocab_entries(
                 clean.pairs.groupBy("item_id").agg(F.min("first_time").alias("first_time")),
                 old_items, "item_id", "item_index", ds,
-            ).toArrow()
+            ).persist(StorageLevel.MEMORY_AND_DISK)
             new_categories = indexing.new_vocab_entries(
                 clean.deduplicated.groupBy("category_id").agg(F.min("event_time").alias("first_time")),
                 old_categories, "category_id", "category_index", ds,
-            ).toArrow()
-            new_item_count, new_category_count = new_items.num_rows, new_categories.num_rows
-            item_vocab = old_items.unionByName(_to_spark(spark, new_items, "item_vocab"))
-            category_vocab = old_categories.unionByName(_to_spark(spark, new_categories, "category_vocab"))
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+            cached += [new_items, new_categories]
+            new_item_count, new_category_count = new_items.count(), new_categories.count()
+            item_vocab = old_items.unionByName(new_items)
+            category_vocab = old_categories.unionByName(new_categories)
 
         with _timed("sequences", seconds):
             cutoff = settings.cutoff_ds(ds)
@@ -341,11 +345,9 @@ def featurize(config: Config, ds: str, *, spark: SparkSession) -> FeaturizeResul
         with _timed("write_item_categories", seconds):
             # The vocabulary as of ds: rerunning an old ds after later days must not list their items.
             vocab_as_of_ds = item_vocab.where(F.col("first_seen_ds") <= ds)
-            # One row per catalogue item: collected as Arrow and written by the driver, which is quicker
-            # than a distributed write for a table this size.
+            # One row per catalogue item, written by the executors: the driver never holds the catalogue.
             lake.write("item_categories", indexing.item_categories(
-                vocab_as_of_ds, category_vocab, indexing.last_category(clean.deduplicated), ds).toArrow(),
-                partition=ds)
+                vocab_as_of_ds, category_vocab, indexing.last_category(clean.deduplicated), ds), partition=ds)
         with _timed("write_user_sequences", seconds):
             lake.write("user_sequences", sequences.user_sequences(compact, ds), partition=ds)
         with _timed("write_train_examples", seconds):

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from lake.schemas import UNKNOWN_INDEX
 
+SECONDS_PER_HOUR = 3_600
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -35,13 +37,21 @@ def new_vocab_entries(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    start = existing.agg(F.coalesce(F.max(index_column), F.lit(UNKNOWN_INDEX)).alias("_start"))
-    new = first_seen.join(existing.select(id_column), id_column, "left_anti")
-    # A global order is needed to number ids; new ids per run are few next to the events.
-    order = Window.orderBy("first_time", id_column)
-    return new.crossJoin(start).select(
+    start = existing.agg(F.coalesce(F.max(index_column), F.lit(UNKNOWN_INDEX))).first()[0]
+    new = first_seen.join(existing.select(id_column), id_column, "left_anti").withColumn(
+        "_hour", F.floor(F.unix_seconds("first_time") / SECONDS_PER_HOUR))
+    # One global window would number every id in a single task. Instead each hour numbers its own ids, after
+    # every id of the earlier hours: the same (first_time, id) order, one task per hour, and only the hours'
+    # counts (24 a day, whatever the catalogue) pass through the driver.
+    offsets, total = [], start
+    for row in new.groupBy("_hour").count().orderBy("_hour").collect():
+        offsets.append((row["_hour"], total))
+        total += row["count"]
+    hour_offsets = new.sparkSession.createDataFrame(offsets, "_hour long, _offset long")
+    within_hour = Window.partitionBy("_hour").orderBy("first_time", id_column)
+    return new.join(F.broadcast(hour_offsets), "_hour").select(
         id_column,
-        (F.col("_start") + F.row_number().over(order)).cast("int").alias(index_column),
+        (F.col("_offset") + F.row_number().over(within_hour)).cast("int").alias(index_column),
         F.lit(ds).alias("first_seen_ds"),
     )
 

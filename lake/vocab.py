@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -13,6 +14,7 @@ from lake.tables import Lake
 __all__ = ["item_vocab_fingerprint", "size_of", "vocab_fingerprint", "vocab_size"]
 
 INDEX_COLUMNS = {"item_vocab": "item_index", "category_vocab": "category_index"}
+FINGERPRINT_SLICE_ROWS = 1 << 20
 
 
 def size_of(indexes: pa.Array | pa.ChunkedArray) -> int:
@@ -33,8 +35,16 @@ def vocab_fingerprint(vocab: pa.Table, size: int) -> str:
     """
     prefix = vocab.filter(pc.less(vocab.column("item_index"), size)).sort_by("item_index")
     digest = hashlib.sha256()
-    for index, item in zip(prefix.column("item_index").to_pylist(), prefix.column("item_id").to_pylist(), strict=True):
-        digest.update(f"{index}:{item};".encode())
+    # The digest of the text "index:item;" per pair, built a slice at a time in Arrow (a string array's data
+    # buffer is its values back to back), so memory stays flat however large the catalogue.
+    for start in range(0, prefix.num_rows, FINGERPRINT_SLICE_ROWS):
+        part = prefix.slice(start, FINGERPRINT_SLICE_ROWS)
+        pairs = pc.binary_join_element_wise(
+            pc.cast(part.column("item_index"), pa.string()), pc.cast(part.column("item_id"), pa.string()), ":")
+        text = pc.binary_join_element_wise(pairs, "", ";").combine_chunks()
+        _, offsets, values = text.buffers()
+        first, last = np.frombuffer(offsets, np.int32, count=len(text) + 1, offset=4 * text.offset)[[0, -1]]
+        digest.update(memoryview(values)[first:last])
     return digest.hexdigest()
 
 

@@ -12,6 +12,11 @@ What the data holds (all vectorised numpy, reproducible for a seed):
 - a funnel: after a view, a ``fav`` and/or a ``cart`` of the same item, and after a cart a ``buy``;
 - reloads: a view repeated within seconds (bursts for featurize to collapse);
 - bot users with thousands of uniform random views every day (for featurize's abnormal-user step);
+- optionally (``next_session``), a chain from each user's session to their next: every view carries a
+  behaviour drawn uniformly from pv/fav/cart/buy (so a behaviour never marks where a session ends), and the
+  next session's category is the last one shifted by 0-3 places, the shift set by the session's last
+  behaviour (``behaviour``: the control where behaviour-aware models must win) or drawn independently of it
+  (``random``: the control where behaviour is noise and they must not);
 - exact duplicate rows and a few malformed rows (for ingest to quarantine).
 
 Rows = events exactly: normal + bot + duplicate + malformed rows add up to ``generate.events``.
@@ -42,6 +47,13 @@ SECONDS_PER_DAY = 86_400
 ID_RANGE = 10_000_000
 # Bots never take more than this share of the rows, so small test sizes stay mostly human.
 MAX_BOT_SHARE = 0.2
+# generate.next_session: how a user's session follows their previous one.
+NEXT_SESSION_MODES = ("independent", "behaviour", "random")
+# In the chained modes, a session's last behaviour (pv, fav, cart, buy) moves the next session this many
+# categories on: one who only looked stays in the category, one who bought moves furthest.
+CATEGORY_SHIFT = np.array([0, 1, 2, 3])
+# Quiet time between a user's chained sessions, so one session's events never interleave with the next's.
+SESSION_GAP_SECONDS = 1_800
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class GenerateSettings:
     bot_events_per_day: int
     duplicate_fraction: float
     malformed_rows: int
+    next_session: str
 
     @classmethod
     def from_config(cls, config: Config) -> GenerateSettings:
@@ -76,6 +89,9 @@ class GenerateSettings:
         for name in ("events", "days", "events_per_user", "categories", "session_views"):
             if getattr(settings, name) < 1:
                 raise ConfigError(f"generate.{name} must be at least 1, got {getattr(settings, name)}")
+        if settings.next_session not in NEXT_SESSION_MODES:
+            raise ConfigError(f"generate.next_session must be one of {list(NEXT_SESSION_MODES)}, "
+                              f"got {settings.next_session!r}")
         if settings.malformed_rows >= settings.events:
             raise ConfigError(f"generate.malformed_rows ({settings.malformed_rows}) must be below events")
         return settings
@@ -125,7 +141,8 @@ def _catalogue(
 
 def _sessions_views(settings: GenerateSettings, rng: np.random.Generator, views: int, users: int, window: int,
                     starts: np.ndarray, sizes: np.ndarray) -> dict[str, np.ndarray]:
-    """``views`` page views grouped in sessions: user, item rank (index into the catalogue), category, time."""
+    """``views`` page views grouped in sessions: user, item rank (index into the catalogue), time, behaviour,
+    and whether the view is pinned (a chained session's last event, which the funnel must keep as it is)."""
     activity = rng.lognormal(0.0, 1.0, users)
     user_cdf = np.cumsum(activity) / activity.sum()
     lengths = rng.geometric(1.0 / settings.session_views, size=views // settings.session_views * 2 + 16)
@@ -142,13 +159,57 @@ def _sessions_views(settings: GenerateSettings, rng: np.random.Generator, views:
     running = np.cumsum(gaps)
     first_of_session = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     elapsed = running - np.repeat(running[first_of_session], lengths)
+    behaviour = np.full(views, PV, np.int8)
+    pinned = np.zeros(views, bool)
+    if settings.next_session != "independent":
+        last_of_session = first_of_session + lengths - 1
+        session_user, session_start, session_category, last_behaviour = _chain_sessions(
+            settings, rng, session_user, session_start, session_category, elapsed[last_of_session], window, len(sizes))
+        behaviour = rng.integers(0, len(TAOBAO_BEHAVIOUR_CODES), views).astype(np.int8)
+        behaviour[last_of_session] = last_behaviour
+        pinned[last_of_session] = True
     category = session_category[session_of_view]
     item = starts[category] + _power_law_rank(rng, sizes[category], settings.item_popularity_exponent, views)
     return {
         "user": session_user[session_of_view],
         "item": item,
         "offset": (session_start[session_of_view] + elapsed) % window,
+        "behaviour": behaviour,
+        "pinned": pinned,
     }
+
+
+def _chain_sessions(
+    settings: GenerateSettings, rng: np.random.Generator, user: np.ndarray, start: np.ndarray,
+    category: np.ndarray, duration: np.ndarray, window: int, categories: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sessions reordered by (user, start), laid end to end per user, each session's category the previous
+    one's shifted by CATEGORY_SHIFT: returns user, start, category and the behaviour of each session's last event.
+
+    The sessions keep their drawn lengths (iid), so reordering the users and starts is a relabelling.
+    """
+    order = np.lexsort((start, user))
+    user, start = user[order], start[order]
+    first = np.concatenate([[True], user[1:] != user[:-1]])
+    group = np.cumsum(first) - 1
+    group_first = np.flatnonzero(first)
+
+    def exclusive_sum_within_user(values: np.ndarray) -> np.ndarray:
+        running = np.cumsum(values)
+        return running - values - (running - values)[group_first][group]
+
+    # Starts squeezed into what the user's sessions leave of the window, then pushed past the earlier ones.
+    span = duration + SESSION_GAP_SECONDS
+    room = np.maximum(window - np.bincount(group, weights=span).astype(np.int64), 0)[group]
+    start = start * room // window + exclusive_sum_within_user(span)
+    last_behaviour = rng.integers(0, len(TAOBAO_BEHAVIOUR_CODES), len(user)).astype(np.int8)
+    if settings.next_session == "behaviour":
+        shift = CATEGORY_SHIFT[last_behaviour]
+    else:
+        shift = rng.choice(CATEGORY_SHIFT, len(user))
+    # A user's first session keeps its drawn (popularity-weighted) category; each later one follows the chain.
+    category = (category[group_first][group] + exclusive_sum_within_user(shift)) % categories
+    return user, start, category, last_behaviour
 
 
 def _funnel(
@@ -156,7 +217,9 @@ def _funnel(
 ) -> dict[str, np.ndarray]:
     """Views plus their reloads, favourites, carts and purchases (same user and item, a little later)."""
     n = len(views["user"])
-    parts = [(np.arange(n), PV, views["offset"])]
+    parts = [(np.arange(n), views["behaviour"], views["offset"])]
+    # A chained session's last event is the signal under test: nothing follows it.
+    free = ~views["pinned"]
 
     def follow(source: np.ndarray, behaviour: int, offset: np.ndarray, low: int, high: int) -> np.ndarray:
         # Clipped at the window's end rather than wrapped, so a step never precedes the one it follows.
@@ -164,11 +227,11 @@ def _funnel(
         parts.append((source, behaviour, later))
         return later
 
-    reload = np.flatnonzero(rng.random(n) < settings.reload_probability)
+    reload = np.flatnonzero((rng.random(n) < settings.reload_probability) & free)
     follow(reload, PV, views["offset"][reload], 1, 10)
-    favourite = np.flatnonzero(rng.random(n) < settings.favourite_probability)
+    favourite = np.flatnonzero((rng.random(n) < settings.favourite_probability) & free)
     follow(favourite, FAV, views["offset"][favourite], 5, 120)
-    cart = np.flatnonzero(rng.random(n) < settings.cart_probability)
+    cart = np.flatnonzero((rng.random(n) < settings.cart_probability) & free)
     cart_offset = follow(cart, CART, views["offset"][cart], 5, 300)
     bought = rng.random(len(cart)) < settings.purchase_probability
     follow(cart[bought], BUY, cart_offset[bought], 30, 1800)
@@ -176,10 +239,10 @@ def _funnel(
     return {
         "user": views["user"][source],
         "item": views["item"][source],
-        "behaviour": np.concatenate([np.full(len(p[0]), p[1], np.int8) for p in parts]),
+        "behaviour": np.concatenate([np.broadcast_to(np.int8(p[1]), len(p[0])) for p in parts]),
         "offset": np.concatenate([p[2] for p in parts]),
         # A view nothing follows: dropping it leaves every funnel whole.
-        "lone_view": np.concatenate([np.bincount(source, minlength=n) == 1, np.zeros(len(source) - n, bool)]),
+        "lone_view": np.concatenate([(np.bincount(source, minlength=n) == 1) & free, np.zeros(len(source) - n, bool)]),
     }
 
 

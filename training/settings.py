@@ -44,6 +44,7 @@ class TrainSettings:
     negatives: int
     target_weights: dict
     epochs: int
+    max_steps_per_epoch: int
     batch_size: int
     length_buckets: int
     learning_rate: float
@@ -86,6 +87,9 @@ class TrainSettings:
         if unknown or any(float(value) <= 0 for value in self.target_weights.values()):
             raise ConfigError(f"train.target_weights maps canonical behaviours {list(BEHAVIOURS)} to weights > 0, "
                               f"got {self.target_weights}")
+        if self.max_steps_per_epoch < 0:
+            raise ConfigError(f"train.max_steps_per_epoch must be 0 (a full pass) or more, "
+                              f"got {self.max_steps_per_epoch}")
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
 

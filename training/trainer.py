@@ -160,6 +160,8 @@ class Trainer:
     # -- one epoch ----------------------------------------------------------------------------------
     def _train_epoch(self, optimizer: torch.optim.Optimizer, stream: Iterator[Batch]) -> dict[str, float]:
         steps = max(1, math.ceil(self.train_rows / (self.settings.batch_size * self.workers.size)))
+        if self.settings.max_steps_per_epoch:
+            steps = min(steps, self.settings.max_steps_per_epoch)
         self.model.train()
         loss_sum, mass_sum, sequences = 0.0, 0.0, 0
         for _ in range(steps):

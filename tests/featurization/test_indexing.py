@@ -32,6 +32,20 @@ def test_new_ids_are_appended_after_the_largest_index_in_first_seen_order(spark)
     ]
 
 
+def test_numbering_spans_hours_in_one_global_order_without_a_single_partition_step(spark):
+    existing = spark.createDataFrame([(1, 2, "2017-11-24")], "item_id long, item_index int, first_seen_ds string")
+    # ids first seen across three days, several per second, some on the very edge of an hour
+    seconds = [(item * 7_919) % 260_000 for item in range(2, 600)] + [3_599, 3_600, 7_199]
+    first_seen = spark.createDataFrame([(item, _t(s)) for item, s in enumerate(seconds, start=2)],
+                                       "item_id long, first_time timestamp")
+    new = indexing.new_vocab_entries(first_seen, existing, "item_id", "item_index", "2017-11-25")
+    expected = sorted(enumerate(seconds, start=2), key=lambda pair: (pair[1], pair[0]))
+    assert [(r.item_id, r.item_index) for r in new.orderBy("item_index").collect()] == [
+        (item, index) for index, (item, _) in enumerate(expected, start=3)]
+    # every id is numbered inside its own hour's task: no step gathers all ids into one partition
+    assert "SinglePartition" not in new._jdf.queryExecution().executedPlan().toString()
+
+
 def test_each_vocabulary_item_gets_its_latest_category_or_unknown(spark):
     events = spark.createDataFrame(
         [(10, 7, _t(0)), (10, 8, _t(60)), (11, 7, _t(30)), (12, 9, _t(0))],

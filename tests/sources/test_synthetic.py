@@ -1,6 +1,7 @@
 """Synthetic events: exact size, reproducible for a seed, with the structure featurize must handle."""
 
 import datetime as dt
+import itertools
 import zoneinfo
 from collections import Counter
 from pathlib import Path
@@ -88,3 +89,47 @@ def test_day_starts_are_local_midnights(config: Config):
     assert starts.tolist() == [1511539200, 1511625600, 1511712000]  # 2017-11-24T16:00Z = midnight in Shanghai
     with pytest.raises(ConfigError, match="start_ds"):
         settings(config, start_ds="25/11/2017")
+
+
+CHAINED = {"session_views": 2, "reload_probability": 0.0, "favourite_probability": 0.0, "cart_probability": 0.0,
+           "bot_users": 0, "duplicate_fraction": 0.0, "malformed_rows": 0}
+
+
+def next_categories(config: Config, mode: str) -> dict[tuple[int, str], Counter]:
+    """For each (category of a session's last event, its behaviour), the categories the user's next session is in."""
+    table, _ = generate_events(settings(config, next_session=mode, **CHAINED), TIMEZONE)
+    rows = sorted(table.to_pylist(), key=lambda r: (r["user_id"], r["timestamp"]))
+    follows: dict[tuple[int, str], Counter] = {}
+    for before, after in itertools.pairwise(rows):
+        if before["user_id"] == after["user_id"] and after["timestamp"] - before["timestamp"] >= 1_800:
+            follows.setdefault((before["category_id"], str(before["behaviour"])), Counter())[after["category_id"]] += 1
+    return follows
+
+
+def test_chained_sessions_follow_the_last_behaviour_only_in_the_behaviour_control(config: Config):
+    follows = next_categories(config, "behaviour")
+    assert {behaviour for _, behaviour in follows} == {"pv", "fav", "cart", "buy"}
+    # the signal: a category and the behaviour that ended the session decide the next category ...
+    assert all(len(after) == 1 for after in follows.values())
+    # ... a view-only session stays put, the others move on, each behaviour to a different category
+    for (category, behaviour), after in follows.items():
+        assert (next(iter(after)) == category) == (behaviour == "pv")
+    by_category: dict[int, set[int]] = {}
+    for (category, _), after in follows.items():
+        by_category.setdefault(category, set()).update(after)
+    assert max(len(after) for after in by_category.values()) == 4
+
+    # the random control: the same (category, behaviour) leads to several categories, so behaviour tells nothing
+    random_follows = next_categories(config, "random")
+    busy = [after for after in random_follows.values() if sum(after.values()) >= 20]
+    assert busy and all(len(after) >= 3 for after in busy)
+
+
+def test_chained_sessions_keep_the_row_count_and_each_users_sessions_apart(config: Config):
+    table, result = generate_events(settings(config, next_session="behaviour", **CHAINED), TIMEZONE)
+    assert table.num_rows == result.rows == SMALL["events"]
+    behaviours = Counter(str(b) for b in table.column("behaviour").to_pylist())
+    # every view's behaviour is drawn uniformly, so none of them marks a session's end
+    assert all(0.2 < behaviours[b] / table.num_rows < 0.3 for b in ("pv", "fav", "cart", "buy"))
+    with pytest.raises(ConfigError, match="next_session"):
+        settings(config, next_session="sometimes")

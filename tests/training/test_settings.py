@@ -24,6 +24,7 @@ def test_defaults_are_a_small_two_block_sasrec(config: Config) -> None:
     ({"model_type": "bert4rec"}, "must be one of"),
     ({"reader_pool": "thread"}, "must be one of"),
     ({"learning_rate": 0}, "learning_rate"),
+    ({"max_steps_per_epoch": -1}, "max_steps_per_epoch"),
 ])
 def test_impossible_settings_are_refused(config: Config, override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

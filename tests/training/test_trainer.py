@@ -47,6 +47,17 @@ def test_training_lowers_the_loss_and_beats_chance(config: Config, lake: Lake, t
     assert all(torch.equal(best[k], v) for k, v in trainer.model.state_dict().items())
 
 
+def test_an_epoch_can_stop_after_a_fixed_number_of_steps(config: Config, lake: Lake, tiny_data: TinyData) -> None:
+    trainer, _ = trainer_for(config, lake, tiny_data, batch_size=4, max_steps_per_epoch=3, length_buckets=1)
+    optimizer = trainer._optimizer()
+    stream = trainer._train_stream(0)
+    # 48 users in batches of 4 would be 12 steps; the cap stops the epoch after 3 (and the next goes on from there)
+    assert trainer._train_epoch(optimizer, stream)["sequences"] == 12
+    assert trainer._train_epoch(optimizer, stream)["sequences"] == 12
+    full, _ = trainer_for(config, lake, tiny_data, batch_size=4, length_buckets=1)
+    assert full._train_epoch(full._optimizer(), full._train_stream(0))["sequences"] == tiny_data.users
+
+
 def test_early_stopping_keeps_the_best_epoch(config: Config, lake: Lake, tiny_data: TinyData) -> None:
     # a learning rate this high makes validation worse after the first epochs
     trainer, logged = trainer_for(config, lake, tiny_data, epochs=30, patience=2, learning_rate=0.5)
