@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import torch
 
 from evaluation.als import ALS, AlsFactors, fit_item_factors
-from evaluation.heldout import HeldOut, heldout_batches, training_popularity
+from evaluation.heldout import HeldOut, heldout_batches, split_rows, training_popularity
 from evaluation.metrics import per_user_metrics_from_ranks
 from evaluation.protocols import (
     FULL,
@@ -93,6 +93,8 @@ class Evaluation:
     buckets: tuple[dict, ...] = ()
     list_metrics: dict[str, float] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    # the split's users when evaluate.max_users ranked a sample of them (``users`` of these); 0 = all ranked
+    sampled_from_users: int = 0
 
     def metrics(self, ranker: str = MODEL, protocol: str = SERVED, target: str = INTERACTION,
                 segment: str = "all") -> dict[str, float]:
@@ -246,7 +248,7 @@ def _bucket_rows(setup: _Setup, edges: Sequence[int]) -> list[dict]:
 
 
 def _evaluation(setup: _Setup, ds: str, split: str, skipped: int, settings: EvaluateSettings,
-                protocols: dict[str, tuple[int, ...]]) -> Evaluation:
+                protocols: dict[str, tuple[int, ...]], sampled_from_users: int) -> Evaluation:
     values = []
     for (ranker, protocol, target, segment), moments in setup.tally.groups.items():
         values += [MetricValue(ranker, protocol, target, segment, name, moments.mean(name),
@@ -257,6 +259,7 @@ def _evaluation(setup: _Setup, ds: str, split: str, skipped: int, settings: Eval
         out_of_vocab_targets=setup.out_of_vocab, protocols=tuple(protocols), ks=protocols, values=tuple(values),
         buckets=tuple(_bucket_rows(setup, settings.length_buckets)),
         list_metrics=setup.lists.metrics(catalogue_size) if setup.lists else {}, meta=dict(setup.scorer.meta),
+        sampled_from_users=sampled_from_users,
     )
 
 
@@ -339,12 +342,16 @@ def evaluate_on_lake(lake: Lake, scorers: Sequence[Scorer], *, ds: str, split: s
                                   f"must be one of evaluate.ks up to serve.top_n: {list(protocols[SERVED])}")
         paired = (metric, PairedDifference())
     skipped: list[int] = []
-    batches = heldout_batches(lake, ds, split, version=version, batch_rows=settings.batch_size, skipped=skipped)
+    split_users = split_rows(lake, ds, split, version=version) if settings.max_users else 0
+    share = settings.max_users / split_users if split_users > settings.max_users else 1.0
+    batches = heldout_batches(lake, ds, split, version=version, batch_rows=settings.batch_size, skipped=skipped,
+                              user_share=share, seed=settings.seed)
     _accumulate(setups, batches, settings, protocols, paired, paired_metric[1] if paired_metric else INTERACTION)
     if not setups[0].users:
         raise EmptyInputError(f"train_examples ds={ds} holds no '{split}' row with a real held-out item; "
                               f"run `seqrec featurize --ds {ds}` for it first")
-    evaluations = [_evaluation(setup, ds, split, sum(skipped), settings, protocols) for setup in setups]
+    evaluations = [_evaluation(setup, ds, split, sum(skipped), settings, protocols,
+                               split_users if share < 1.0 else 0) for setup in setups]
     result = None
     if paired is not None:
         metric, difference = paired

@@ -16,9 +16,10 @@ import pyarrow.compute as pc
 from lake import InputError, Lake
 from lake.sequences import FIRST_ITEM_INDEX, INPUT_COLUMNS
 
-__all__ = ["HeldOut", "heldout_batches", "training_popularity"]
+__all__ = ["HeldOut", "heldout_batches", "in_user_sample", "split_rows", "training_popularity"]
 
 _COLUMNS = ["user_id", *INPUT_COLUMNS, "days", "targets", "target_behaviours"]
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,44 @@ def _heldout(batch: pa.RecordBatch) -> tuple[HeldOut | None, int]:
     ), skipped
 
 
-def heldout_batches(lake: Lake, ds: str, split: str, *, version: int | None = None,
-                    batch_rows: int = 512, skipped: list[int] | None = None) -> Iterator[HeldOut]:
+def in_user_sample(user_ids: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """``[B]`` bool: whether each user falls in the ``share`` of users a seeded hash of their id picks.
+
+    A pure function of (id, share, seed): the same users every night and for every model, and a larger share
+    keeps every user a smaller one picked. The hash is splitmix64's finaliser, which spreads consecutive ids.
+    """
+    if share >= 1.0:
+        return np.ones(len(user_ids), dtype=bool)
+    with np.errstate(over="ignore"):
+        z = user_ids.astype(np.uint64) + np.uint64(seed) * _GOLDEN + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) < share * 2.0**53
+
+
+def split_rows(lake: Lake, ds: str, split: str, *, version: int | None = None) -> int:
+    """How many ``split`` rows partition ds of ``train_examples`` holds (one per user), counted in a stream."""
+    return sum(batch.num_rows for batch in lake.read_batches(
+        "train_examples", version=version, partition=ds, columns=["user_id"], equal={"split": split},
+        batch_rows=65_536))
+
+
+def heldout_batches(lake: Lake, ds: str, split: str, *, version: int | None = None, batch_rows: int = 512,
+                    skipped: list[int] | None = None, user_share: float = 1.0, seed: int = 0) -> Iterator[HeldOut]:
     """Stream the ``split`` rows of ``train_examples`` partition ds (at ``version``) in batches.
 
     Args:
         skipped: when given, one count is appended per batch: its rows whose held-out item is padding or
             unknown (nothing to rank; featurization writes none, so this stays 0 on a healthy lake).
+        user_share: below 1, only the users ``in_user_sample`` picks (with ``seed``) are read on.
     """
     for batch in lake.read_batches("train_examples", version=version, partition=ds, columns=_COLUMNS,
                                    equal={"split": split}, batch_rows=batch_rows):
+        if user_share < 1.0:
+            batch = batch.filter(pa.array(in_user_sample(batch.column("user_id").to_numpy(), user_share, seed)))
+            if not batch.num_rows:
+                continue
         rows, dropped = _heldout(batch)
         if skipped is not None:
             skipped.append(dropped)

@@ -218,7 +218,7 @@ def render_report(evaluation: Evaluation, out_dir: Path, *, curves: Mapping[str,
         f"- model type: {meta.get('model_type', 'unknown')}; trained on ds {meta.get('trained_ds', 'unknown')}; "
         f"max_len {meta.get('max_len', '?')}; item vocabulary {meta.get('item_vocab_size', '?')}",
         f"- evaluated on ds {evaluation.ds}, split `{evaluation.split}`: {evaluation.users:,} users "
-        f"(every user; {evaluation.skipped_rows:,} rows without a real held-out item skipped, "
+        f"({_which_users(evaluation)}; {evaluation.skipped_rows:,} rows without a real held-out item skipped, "
         f"{evaluation.out_of_vocab_targets:,} held-out items outside the model's vocabulary counted as misses)",
         "- **served** = the list `seqrec score` serves (same code, same `serve` rules: bought items excluded, "
         "deny list, category cap, top_n); the held-out item counts only if that list holds it. Secondary: "
@@ -283,3 +283,10 @@ def render_for_run(config: Config, lake: Lake, scorer: Scorer, evaluation: Evalu
         curves=training_curves(config, scorer.card.run_id),
         comparison=comparison_rows(lake, evaluation.split),
     )
+
+
+def _which_users(evaluation: Evaluation) -> str:
+    if not evaluation.sampled_from_users:
+        return "every user"
+    return (f"a fixed sample of the split's {evaluation.sampled_from_users:,} users, evaluate.max_users: metrics "
+            f"are estimates over it")

@@ -23,6 +23,7 @@ class EvaluateSettings:
     negatives: int
     seed: int
     batch_size: int
+    max_users: int
     length_buckets: tuple[int, ...]
     target_behaviours: tuple[str, ...]
     baselines: tuple[str, ...]
@@ -37,8 +38,8 @@ class EvaluateSettings:
         settings = typed_section(cls, config, "evaluate", DEFAULTS)
         if not settings.ks or min(settings.ks) < 1:
             raise ConfigError(f"evaluate.ks must be cutoffs >= 1, got {list(settings.ks)}")
-        if settings.negatives < 0 or settings.batch_size < 1:
-            raise ConfigError("evaluate.negatives must be >= 0 and evaluate.batch_size >= 1")
+        if settings.negatives < 0 or settings.batch_size < 1 or settings.max_users < 0:
+            raise ConfigError("evaluate.negatives and evaluate.max_users must be >= 0 and evaluate.batch_size >= 1")
         unknown = sorted(set(settings.target_behaviours) - {INTERACTION, *BEHAVIOURS})
         if unknown or not settings.target_behaviours:
             raise ConfigError(f"evaluate.target_behaviours must name {INTERACTION!r} and/or canonical behaviours "

@@ -61,6 +61,9 @@ def command(
                     f"{target:>11} {protocol:>11} {ranker:>12}: HR@10 {m.get('hr@10', float('nan')):.4f}  "
                     f"NDCG@10 {m.get('ndcg@10', float('nan')):.4f}  MRR {m['mrr']:.4f}  "
                     f"({users:,} users, {repeat / max(users, 1):.0%} repeat targets)")
+    if evaluation.sampled_from_users:
+        console.print(f"ranked a fixed sample of {evaluation.users:,} of the split's {evaluation.sampled_from_users:,} "
+                      f"users (evaluate.max_users)")
     if result.report_path is not None:
         console.print(f"report: {result.report_path}")
     typer.echo(f"model_version={evaluation.model_version} split={evaluation.split} ds={evaluation.ds} "

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from evaluation.evaluate import evaluate
-from evaluation.heldout import heldout_batches, training_popularity
+from evaluation.heldout import heldout_batches, in_user_sample, training_popularity
 from evaluation.metrics import UNRANKED
 from evaluation.protocols import (
     FULL,
@@ -341,6 +341,39 @@ def test_metrics_rows_one_per_group_metric_k_and_reevaluation_replaces(eval_conf
     evaluate(eval_config, version)  # re-evaluating test replaces its rows and keeps the valid ones
     splits = lake.read("model_metrics", partition=version).column("split").to_pylist()
     assert splits.count("test") == len(keys) and splits.count("valid") > 0
+
+
+def test_user_sample_is_a_fixed_nested_share_of_the_users():
+    users = np.arange(1, 200_001, dtype=np.int64)
+    tenth = in_user_sample(users, 0.1, seed=5)
+    assert 0.095 < tenth.mean() < 0.105, "about the share asked for, consecutive ids or not"
+    assert np.array_equal(tenth, in_user_sample(users, 0.1, seed=5)), "the same users every time"
+    assert not (tenth & ~in_user_sample(users, 0.3, seed=5)).any(), "a larger share keeps every user a smaller one had"
+    assert not np.array_equal(tenth, in_user_sample(users, 0.1, seed=6))
+    assert in_user_sample(users, 1.0, seed=5).all()
+
+
+def test_max_users_ranks_a_fixed_sample_and_says_so(eval_config: Config, lake: Lake, tmp_path: Path):
+    write_dataset(lake)
+    random_table = torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(2))
+    version = register_model(eval_config, tmp_path, random_table)
+    everyone = evaluate(eval_config, version).evaluation
+    assert everyone.sampled_from_users == 0
+    sampled_config = eval_config.with_overrides({"evaluate": {"max_users": len(USERS) // 2}})
+    sample = evaluate(sampled_config, version).evaluation
+    seed = EvaluateSettings.from_config(sampled_config).seed
+    picked = in_user_sample(np.array(USERS, dtype=np.int64), (len(USERS) // 2) / len(USERS), seed)
+    assert sample.sampled_from_users == len(USERS) and sample.users == int(picked.sum()) < len(USERS)
+    assert evaluate(sampled_config, version).evaluation.values == sample.values, "the same users each run"
+    # the model's figures are those of ranking exactly the picked users' rows
+    only_picked = {user: sequence(user) for user, keep in zip(USERS, picked, strict=True) if keep}
+    write_dataset(lake, sequences=only_picked)
+    alone = evaluate(eval_config, version).evaluation
+    for protocol in (SERVED, FULL):
+        assert alone.metrics(protocol=protocol) == pytest.approx(sample.metrics(protocol=protocol))
+    # a max_users above the split's users ranks everyone
+    assert evaluate(eval_config.with_overrides({"evaluate": {"max_users": 10_000}}), version
+                    ).evaluation.sampled_from_users == 0
 
 
 def test_sampled_negatives_are_reproducible(eval_config: Config, lake: Lake, tmp_path: Path):
