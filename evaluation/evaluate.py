@@ -35,6 +35,7 @@ from evaluation.protocols import (
     full_ranks,
     sampled_ranks,
     served_ranks,
+    served_ranks_of_users,
 )
 from evaluation.rankers import MODEL, ModelRanker, Ranker, baseline
 from evaluation.settings import INTERACTION, EvaluateSettings
@@ -42,6 +43,7 @@ from evaluation.tally import ListTally, Moments, PairedDifference, Tally
 from lake import Config, EmptyInputError, Lake, ModelNotFoundError, ValidationError
 from lake.schemas import BEHAVIOURS, spec
 from lake.serving import ServingRules, build_catalogue, denied_item_ids, latest_item_categories
+from lake.user_sample import sample_share
 
 if TYPE_CHECKING:
     from lake.artifacts import Scorer
@@ -184,13 +186,19 @@ def _rank(setup: _Setup, ranker: Ranker, batch: HeldOut, targets: torch.Tensor, 
           excluded: tuple[torch.Tensor, torch.Tensor],
           protocols: dict[str, tuple[int, ...]]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Ranks of the batch's held-out items under each protocol, and the served lists (items, filled)."""
-    scores = ranker.scores(batch)  # [B, V]
+    approximate = setup.catalogue.index is not None and isinstance(ranker, ModelRanker)
+    encoded = ranker.encode(batch) if approximate else None
+    scores = ranker.scores_of(batch, encoded) if encoded is not None else ranker.scores(batch)  # [B, V]
     ranks = {}
     for protocol in protocols:
         if protocol not in (SERVED, FULL):
             ranks[protocol] = sampled_ranks(scores, targets, negatives)
     ranks[FULL] = full_ranks(scores.clone(), targets)
-    ranks[SERVED], lists, filled = served_ranks(scores, targets, setup.catalogue, excluded)
+    if encoded is not None:  # served as scoring serves it: through the same approximate index
+        ranks[SERVED], lists, filled = served_ranks_of_users(scores, encoded, targets, setup.catalogue, excluded,
+                                                             setup.scorer.item_embeddings.to(torch.float32))
+    else:
+        ranks[SERVED], lists, filled = served_ranks(scores, targets, setup.catalogue, excluded)
     return ranks, lists, filled
 
 
@@ -289,7 +297,7 @@ def _setup(scorer: Scorer, inputs: _CatalogueInputs, rules: ServingRules, settin
         raise ValidationError(f"model {scorer.card.version}: meta item_vocab_size {meta['item_vocab_size']} "
                               f"differs from its {size} item embeddings; the artifact is inconsistent")
     catalogue = build_catalogue(inputs.vocab, size, denied_item_ids=inputs.denied, item_categories=inputs.categories)
-    served = ServedCatalogue.build(catalogue, rules)
+    served = ServedCatalogue.build(catalogue, rules, scorer.item_embeddings)
     popularity = torch.from_numpy(popularity_counts[:size].copy())
     fallback = popularity.to(torch.float32)
     fallback[fallback <= 0] = float("-inf")
@@ -343,7 +351,7 @@ def evaluate_on_lake(lake: Lake, scorers: Sequence[Scorer], *, ds: str, split: s
         paired = (metric, PairedDifference())
     skipped: list[int] = []
     split_users = split_rows(lake, ds, split, version=version) if settings.max_users else 0
-    share = settings.max_users / split_users if split_users > settings.max_users else 1.0
+    share = sample_share(settings.max_users, split_users)
     batches = heldout_batches(lake, ds, split, version=version, batch_rows=settings.batch_size, skipped=skipped,
                               user_share=share, seed=settings.seed)
     _accumulate(setups, batches, settings, protocols, paired, paired_metric[1] if paired_metric else INTERACTION)

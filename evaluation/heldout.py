@@ -15,11 +15,11 @@ import pyarrow.compute as pc
 
 from lake import InputError, Lake
 from lake.sequences import FIRST_ITEM_INDEX, INPUT_COLUMNS
+from lake.user_sample import in_user_sample
 
-__all__ = ["HeldOut", "heldout_batches", "in_user_sample", "split_rows", "training_popularity"]
+__all__ = ["HeldOut", "heldout_batches", "split_rows", "training_popularity"]
 
 _COLUMNS = ["user_id", *INPUT_COLUMNS, "days", "targets", "target_behaviours"]
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
@@ -86,22 +86,6 @@ def _heldout(batch: pa.RecordBatch) -> tuple[HeldOut | None, int]:
         target_behaviours=behaviours, lengths=lengths, repeat=repeat, input_rows=rows, input_items=input_items,
         input_behaviours=_flat(batch.column("behaviours")), input_days=input_days, last_days=last_days,
     ), skipped
-
-
-def in_user_sample(user_ids: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """``[B]`` bool: whether each user falls in the ``share`` of users a seeded hash of their id picks.
-
-    A pure function of (id, share, seed): the same users every night and for every model, and a larger share
-    keeps every user a smaller one picked. The hash is splitmix64's finaliser, which spreads consecutive ids.
-    """
-    if share >= 1.0:
-        return np.ones(len(user_ids), dtype=bool)
-    with np.errstate(over="ignore"):
-        z = user_ids.astype(np.uint64) + np.uint64(seed) * _GOLDEN + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return (z >> np.uint64(11)).astype(np.float64) < share * 2.0**53
 
 
 def split_rows(lake: Lake, ds: str, split: str, *, version: int | None = None) -> int:

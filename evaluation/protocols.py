@@ -1,8 +1,9 @@
 """How a held-out item is ranked: the served protocol (the headline) and two secondary ones.
 
-- ``served``: the list ``seqrec score`` would serve, built by the same code (lake.serving.served_top) under
-  the same rules (the ``serve`` section): the catalogue of the model's vocabulary minus padding, unknown,
-  holes and deny-listed items, minus the items the user had an excluded behaviour with (bought) within
+- ``served``: the list ``seqrec score`` would serve, built by the same code (lake.serving.served_top; with
+  served_top_of_users and the same approximate index under ``serve.retrieval: ivf``) under the same rules
+  (the ``serve`` section): the catalogue of the model's vocabulary minus padding, unknown, holes and
+  deny-listed items, minus the items the user had an excluded behaviour with (bought) within
   ``exclude_window_days`` of the row's most recent input, with the category cap, cut at ``top_n``. The
   held-out item's rank is its position in that list; an item the list could not contain is ``UNRANKED``.
 - ``full``: every real item of the model's vocabulary is a candidate, nothing excluded.
@@ -22,8 +23,9 @@ import torch
 from evaluation.heldout import HeldOut
 from evaluation.metrics import UNRANKED, target_ranks
 from lake import InputError
+from lake.retrieval import ItemIndex
 from lake.sequences import FIRST_ITEM_INDEX
-from lake.serving import Catalogue, ServingRules, served_top
+from lake.serving import Catalogue, ServingRules, served_top, served_top_of_users
 
 __all__ = [
     "FULL",
@@ -35,6 +37,7 @@ __all__ = [
     "sample_negatives",
     "sampled_ranks",
     "served_ranks",
+    "served_ranks_of_users",
 ]
 
 SERVED, FULL = "served", "full"
@@ -48,11 +51,17 @@ class ServedCatalogue:
     size: int
     blocked: torch.Tensor  # [K] item indexes nobody is served
     categories: torch.Tensor | None  # [V] category per item, when the rules cap categories
+    index: ItemIndex | None = None  # the model's approximate index, under serve.retrieval: ivf
 
     @classmethod
-    def build(cls, catalogue: Catalogue, rules: ServingRules) -> ServedCatalogue:
+    def build(cls, catalogue: Catalogue, rules: ServingRules,
+              item_embeddings: torch.Tensor | None = None) -> ServedCatalogue:
+        """With ``item_embeddings`` (a model's) under ``serve.retrieval: ivf``, scoring's approximate index too."""
         categories = torch.as_tensor(catalogue.categories, dtype=torch.int64) if rules.max_per_category else None
-        return cls(rules, catalogue.size, torch.as_tensor(catalogue.blocked, dtype=torch.int64), categories)
+        index = None
+        if rules.retrieval == "ivf" and item_embeddings is not None:
+            index = ItemIndex.for_catalogue(item_embeddings.to(torch.float32).numpy(), catalogue.blocked, rules)
+        return cls(rules, catalogue.size, torch.as_tensor(catalogue.blocked, dtype=torch.int64), categories, index)
 
 
 def excluded_coordinates(batch: HeldOut, rules: ServingRules, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +88,42 @@ def served_ranks(scores: torch.Tensor, targets: torch.Tensor, catalogue: ServedC
     """
     values, lists = served_top(scores, catalogue.blocked, *excluded, top_n=catalogue.rules.top_n,
                                categories=catalogue.categories, max_per_category=catalogue.rules.max_per_category)
+    return _ranks_in_lists(values, lists, targets)
+
+
+def served_ranks_of_users(scores: torch.Tensor, encoded: tuple[np.ndarray, torch.Tensor], targets: torch.Tensor,
+                          catalogue: ServedCatalogue, excluded: tuple[torch.Tensor, torch.Tensor],
+                          item_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`served_ranks` for a model under ``serve.retrieval: ivf``, as scoring serves it: the rows in
+    ``encoded`` (rows, user vectors ``[b, H]``) through the approximate index, the others (the popularity
+    fallback) from their ``scores`` rows."""
+    rows, users = encoded
+    rows = torch.from_numpy(rows)
+    top_n = catalogue.rules.top_n
+    values = torch.full((len(targets), min(top_n, catalogue.size)), float("-inf"))
+    lists = torch.zeros(values.shape, dtype=torch.int64)
+    excluded_rows, excluded_items = excluded
+    for chosen, serve in ((True, "users"), (False, "scores")):
+        part = torch.isin(torch.arange(len(targets)), rows) == chosen  # [B]
+        if not bool(part.any()):
+            continue
+        where = torch.nonzero(part).flatten()
+        inside = part[excluded_rows]
+        renumbered = torch.searchsorted(where, excluded_rows[inside])
+        if serve == "users":
+            part_values, part_lists = served_top_of_users(
+                users, item_embeddings, catalogue.blocked, renumbered, excluded_items[inside], rules=catalogue.rules,
+                categories=catalogue.categories, index=catalogue.index)
+        else:
+            part_values, part_lists = served_top(
+                scores[where], catalogue.blocked, renumbered, excluded_items[inside], top_n=top_n,
+                categories=catalogue.categories, max_per_category=catalogue.rules.max_per_category)
+        values[where], lists[where] = part_values, part_lists
+    return _ranks_in_lists(values, lists, targets)
+
+
+def _ranks_in_lists(values: torch.Tensor, lists: torch.Tensor,
+                    targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     filled = values > float("-inf")
     hit = (lists == targets[:, None]) & filled  # [B, n]
     position = hit.to(torch.int8).argmax(dim=1) + 1

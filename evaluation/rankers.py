@@ -48,23 +48,34 @@ class ModelRanker:
 
     @torch.no_grad()
     def scores(self, batch: HeldOut) -> torch.Tensor:
+        return self.scores_of(batch, self.encode(batch))
+
+    def scores_of(self, batch: HeldOut, encoded: tuple[np.ndarray, torch.Tensor]) -> torch.Tensor:
+        """``[B, V]``: the encoded rows' user vectors against every item, the other rows the fallback."""
+        rows, users = encoded
+        out = self.fallback.expand(len(batch), self.size).clone()
+        if len(rows):
+            out[torch.from_numpy(rows)] = users @ self.scorer.item_embeddings.to(torch.float32).T
+        return out
+
+    @torch.no_grad()
+    def encode(self, batch: HeldOut) -> tuple[np.ndarray, torch.Tensor]:
+        """The rows with a known item in their inputs, and their user vectors ``[b, H]`` (float32)."""
         meta = self.scorer.meta
         max_len = int(meta["max_len"])
         sequences = {name: left_pad(batch.inputs[name], max_len) for name in INPUT_COLUMNS}  # [B, L] each
         as_unknown_beyond(sequences["items"], self.size)
         if "category_vocab_size" in meta:
             as_unknown_beyond(sequences["categories"], int(meta["category_vocab_size"]))
-        usable = has_known_item(sequences["items"])
-        out = self.fallback.expand(len(batch), self.size).clone()
-        if usable.any():
-            where = np.flatnonzero(usable)
-            users = self.scorer.encode(*(torch.from_numpy(sequences[name][where]) for name in INPUT_COLUMNS))
-            users = users.to(torch.float32)
-            if not bool(torch.isfinite(users).all()):
-                raise ValidationError(f"model {self.scorer.card.version} produced non-finite user vectors; it "
-                                      f"cannot be evaluated (retrain it or check its inputs)")
-            out[torch.from_numpy(where)] = users @ self.scorer.item_embeddings.to(torch.float32).T
-        return out
+        where = np.flatnonzero(has_known_item(sequences["items"]))
+        if not len(where):
+            return where, torch.empty(0, self.scorer.item_embeddings.shape[1])
+        users = self.scorer.encode(*(torch.from_numpy(sequences[name][where]) for name in INPUT_COLUMNS))
+        users = users.to(torch.float32)
+        if not bool(torch.isfinite(users).all()):
+            raise ValidationError(f"model {self.scorer.card.version} produced non-finite user vectors; it "
+                                  f"cannot be evaluated (retrain it or check its inputs)")
+        return where, users
 
 
 @dataclass

@@ -11,13 +11,16 @@ the held-out rows, so the headline metrics measure the list a user is actually s
   ``exclude_window_days`` days (bought already);
 - at most ``max_per_category`` items of one category per list (0 = no cap);
 - ``top_n`` items per user.
+
+How the best items are found is ``retrieval``: ``exact`` (every user against every item) or ``ivf``
+(lake.retrieval: candidates from an approximate index, then the same rules; for catalogues of millions).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +33,7 @@ from lake.schemas import BEHAVIOURS, PAD_INDEX, UNKNOWN_INDEX
 if TYPE_CHECKING:
     import torch
 
+    from lake.retrieval import ItemIndex
     from lake.tables import Lake
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "latest_item_categories",
     "rank_within_category",
     "served_top",
+    "served_top_of_candidates",
+    "served_top_of_users",
     "top_items",
 ]
 
@@ -51,19 +57,33 @@ class ServingRules:
     exclude_window_days: int
     honour_deny_list: bool
     max_per_category: int
+    retrieval: Literal["exact", "ivf"] = "exact"
+    ivf_lists: int = 0
+    ivf_probe: int = 32
+    ivf_candidates: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> ServingRules:
         rules = typed_section(cls, config, "serve")
-        for key in ("top_n", "exclude_window_days"):
+        for key in ("top_n", "exclude_window_days", "ivf_probe"):
             if getattr(rules, key) < 1:
                 raise ConfigError(f"serve.{key} must be at least 1, got {getattr(rules, key)}")
+        if rules.ivf_lists < 0:
+            raise ConfigError(f"serve.ivf_lists must be 0 (automatic) or more, got {rules.ivf_lists}")
+        if rules.ivf_candidates and rules.ivf_candidates < rules.top_n:
+            raise ConfigError(f"serve.ivf_candidates must be 0 (automatic) or at least serve.top_n={rules.top_n}, "
+                              f"got {rules.ivf_candidates}")
         if rules.max_per_category < 0:
             raise ConfigError(f"serve.max_per_category must be 0 (no cap) or more, got {rules.max_per_category}")
         unknown = sorted(set(rules.exclude_behaviours) - set(BEHAVIOURS))
         if unknown:
             raise ConfigError(f"serve.exclude_behaviours names {unknown}; canonical behaviours are {list(BEHAVIOURS)}")
         return rules
+
+    @property
+    def candidates(self) -> int:
+        """Items retrieved per user under ``ivf`` before the rules: ``ivf_candidates``, or 4 x ``top_n``."""
+        return self.ivf_candidates or 4 * self.top_n
 
     @property
     def excluded_behaviour_indexes(self) -> tuple[int, ...]:
@@ -164,7 +184,8 @@ def rank_within_category(categories: torch.Tensor) -> torch.Tensor:
 def top_items(scores: torch.Tensor, n: int, categories: torch.Tensor | None = None,
               max_per_category: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Best ``n`` of ``scores`` ``[B, V]`` (``-inf`` = excluded) per row, at most ``max_per_category`` per
-    category when a cap is given.
+    category when a cap is given: ``categories`` is ``[V]``, or ``[B, V]`` when each row's columns are
+    different items (candidate lists).
 
     Returns:
         values ``[B, min(n, V)]`` best first, ``-inf`` in the slots of rows with fewer candidates, and the
@@ -181,7 +202,8 @@ def top_items(scores: torch.Tensor, n: int, categories: torch.Tensor | None = No
     k = min(width, 2 * n)
     while True:
         values, indexes = torch.topk(scores, k, dim=1)  # [B, k]
-        keep = (values > float("-inf")) & (rank_within_category(categories[indexes]) < max_per_category)
+        ranked = categories.gather(1, indexes) if categories.ndim == 2 else categories[indexes]  # [B, k]
+        keep = (values > float("-inf")) & (rank_within_category(ranked) < max_per_category)
         done = (keep.sum(dim=1) >= n) | (values[:, -1] == float("-inf"))
         if k == width or bool(done.all()):
             break
@@ -208,3 +230,61 @@ def served_top(scores: torch.Tensor, blocked: torch.Tensor, excluded_rows: torch
     if len(excluded_rows):
         scores[excluded_rows, excluded_items] = float("-inf")
     return top_items(scores, top_n, categories, max_per_category)
+
+
+def served_top_of_candidates(values: torch.Tensor, items: torch.Tensor, excluded_rows: torch.Tensor,
+                             excluded_items: torch.Tensor, *, size: int, top_n: int,
+                             categories: torch.Tensor | None = None,
+                             max_per_category: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`served_top` over each user's retrieved candidates instead of the whole catalogue.
+
+    Args:
+        values, items: ``[B, C]`` candidate scores and item indexes (-1 = no candidate); blocked items are
+            never among them (the index holds servable items only).
+        excluded_rows, excluded_items: ``[P]`` (row, item index) of each user's excluded items.
+        size: the catalogue's size V; categories: ``[V]`` category per item, for the cap.
+    Returns:
+        (values, item indexes) ``[B, min(top_n, C)]``, ``-inf`` values in the slots of short lists.
+    """
+    import torch
+
+    values = values.masked_fill(items < 0, float("-inf"))
+    if len(excluded_rows):
+        rows = torch.arange(len(items), device=items.device)[:, None]
+        values.masked_fill_(torch.isin(rows * size + items, excluded_rows * size + excluded_items),
+                            float("-inf"))
+    row_categories = categories[items.clamp(min=0)] if categories is not None else None  # [B, C]
+    top_values, positions = top_items(values, top_n, row_categories, max_per_category)
+    return top_values, items.gather(1, positions).clamp(min=0)
+
+
+def served_top_of_users(users: torch.Tensor, item_embeddings: torch.Tensor, blocked: torch.Tensor,
+                        excluded_rows: torch.Tensor, excluded_items: torch.Tensor, *, rules: ServingRules,
+                        categories: torch.Tensor | None = None,
+                        index: ItemIndex | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The served lists of user vectors ``[B, H]``: every item scored (no ``index``), or ``index``'s
+    candidates under the same rules, users whose candidates leave a short list ranked exactly.
+
+    Returns:
+        (values, item indexes) ``[B, top_n]`` (fewer columns only for a catalogue under ``top_n`` items).
+    """
+    import torch
+
+    def exact(rows: torch.Tensor, row_users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inside = torch.isin(excluded_rows, rows)
+        renumbered = torch.searchsorted(rows, excluded_rows[inside])
+        return served_top(row_users @ item_embeddings.T, blocked, renumbered, excluded_items[inside],
+                          top_n=rules.top_n, categories=categories, max_per_category=rules.max_per_category)
+
+    everyone = torch.arange(len(users), device=users.device)
+    if index is None or index.items < rules.top_n:  # a catalogue this small is ranked exactly anyway
+        return exact(everyone, users)
+    values, items = index.search(users, rules.candidates)
+    values, items = served_top_of_candidates(values, items, excluded_rows, excluded_items,
+                                             size=item_embeddings.shape[0], top_n=rules.top_n,
+                                             categories=categories, max_per_category=rules.max_per_category)
+    short = values[:, -1] == float("-inf")  # [B]: the rules left fewer than top_n of the candidates
+    if bool(short.any()):
+        rows = everyone[short]
+        values[rows], items[rows] = exact(rows, users[rows])
+    return values, items

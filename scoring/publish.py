@@ -106,8 +106,10 @@ def publish(config: Config, ds: str, *, spark: SparkSession, force: bool = False
 
 
 def _published_ds(lake: Lake) -> str | None:
-    """The ds ``recommendations_latest`` holds now, if it exists and holds rows."""
+    """The ds ``recommendations_latest`` holds now, if it exists and holds rows (a Spark aggregate: the table
+    holds a whole day's lists, tens of millions of rows, which the driver never reads)."""
+    from pyspark.sql import functions as F
+
     if not lake.exists("recommendations_latest"):
         return None
-    days = lake.read("recommendations_latest", columns=["ds"])["ds"].unique().to_pylist()
-    return max(days) if days else None
+    return lake.read_spark("recommendations_latest").agg(F.max("ds")).first()[0]

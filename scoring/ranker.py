@@ -1,9 +1,10 @@
 """Scoring inside Spark executors: Arrow batches of users -> each user's top-N items after the business rules.
 
 The driver broadcasts one :class:`RankPlan` (model files, catalogue, rules). Each executor process loads it
-once (model program, item embeddings on the GPU when present) and then, per chunk of users, encodes the
-sequences, takes one matrix product against every item, masks what may not be recommended with ``-inf``
-and keeps the top N with ``torch.topk``. Users with no usable history rank the popularity vector instead.
+once (model program, item embeddings on the GPU when present, the approximate index under
+``serve.retrieval: ivf``) and then, per chunk of users, encodes the sequences and serves each user's list
+with lake.serving (one matrix product against every item, or the index's candidates, then the rules and
+the top N). Users with no usable history rank the popularity vector instead.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pyarrow.compute as pc
 
 from lake.artifacts import ModelFiles, load
 from lake.errors import InputError, ModelNotFoundError
+from lake.retrieval import ItemIndex
 from lake.sequences import INPUT_COLUMNS, as_unknown_beyond, has_known_item, left_pad
-from lake.serving import Catalogue, served_top
+from lake.serving import Catalogue, ServingRules, served_top, served_top_of_users
 
 if TYPE_CHECKING:
     import torch
@@ -57,8 +59,7 @@ class RankPlan:
 
     model: ModelFiles
     catalogue: Catalogue
-    top_n: int
-    max_per_category: int
+    rules: ServingRules
     users_per_batch: int
     torch_threads: int  # 0 = spark.task.cpus
     device: str  # auto | cpu | cuda
@@ -76,6 +77,7 @@ class LoadedPlan:
     popularity: torch.Tensor  # [V] fallback scores; -inf where never seen or blocked
     categories: torch.Tensor | None  # [V] category index, when a per-category cap applies
     category_vocab_size: int | None
+    index: ItemIndex | None  # the approximate index, under serve.retrieval: ivf
 
 
 def load_plan(plan: RankPlan) -> LoadedPlan:
@@ -101,11 +103,15 @@ def load_plan(plan: RankPlan) -> LoadedPlan:
     popularity[popularity <= 0] = float("-inf")
     popularity[blocked] = float("-inf")
     categories = None
-    if plan.max_per_category:
+    if plan.rules.max_per_category:
         categories = torch.as_tensor(plan.catalogue.categories, dtype=torch.int64, device=device)
     category_size = plan.model.meta.get("category_vocab_size")
+    index = None
+    if plan.rules.retrieval == "ivf":
+        index = ItemIndex.for_catalogue(embeddings.to("cpu", torch.float32).numpy(), plan.catalogue.blocked,
+                                        plan.rules, threads=_threads(plan))
     return LoadedPlan(plan, scorer, device, embeddings, blocked, popularity, categories,
-                      int(category_size) if category_size is not None else None)
+                      int(category_size) if category_size is not None else None, index)
 
 
 def _exclusions(excluded: pa.Array, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,18 +123,28 @@ def _exclusions(excluded: pa.Array, size: int) -> tuple[np.ndarray, np.ndarray]:
     return rows[inside], items[inside]
 
 
-def _rank_group(loaded: LoadedPlan, scores: torch.Tensor, user_ids: np.ndarray, excluded: pa.Array,
-                source: str) -> pa.RecordBatch:
-    """Mask, take the top N, and lay out one row per (user, rank). ``scores`` is ``[b, V]``, modified."""
+def _served(loaded: LoadedPlan, excluded: pa.Array, *, users: torch.Tensor | None = None,
+            scores: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The served lists (values, item indexes) ``[b, n]`` of user vectors ``[b, H]``, or of ``scores``
+    ``[b, V]`` (modified) when the users rank a fixed vector (the popularity fallback)."""
     import torch
 
     plan = loaded.plan
     rows, items = _exclusions(excluded, plan.catalogue.size)
-    values, indexes = served_top(
-        scores, loaded.blocked, torch.as_tensor(rows, device=loaded.device),
-        torch.as_tensor(items, device=loaded.device), top_n=plan.top_n, categories=loaded.categories,
-        max_per_category=plan.max_per_category)  # [b, n] each
-    values, indexes = values.cpu().numpy(), indexes.cpu().numpy()
+    rows, items = torch.as_tensor(rows, device=loaded.device), torch.as_tensor(items, device=loaded.device)
+    if users is not None:
+        values, indexes = served_top_of_users(users, loaded.item_embeddings, loaded.blocked, rows, items,
+                                              rules=plan.rules, categories=loaded.categories, index=loaded.index)
+    else:
+        values, indexes = served_top(scores, loaded.blocked, rows, items, top_n=plan.rules.top_n,
+                                     categories=loaded.categories, max_per_category=plan.rules.max_per_category)
+    return values.cpu().numpy(), indexes.cpu().numpy()
+
+
+def _rank_group(loaded: LoadedPlan, values: np.ndarray, indexes: np.ndarray, user_ids: np.ndarray,
+                source: str) -> pa.RecordBatch:
+    """Lay the served lists (values, item indexes ``[b, n]``) out as one row per (user, rank)."""
+    plan = loaded.plan
     counts = np.isfinite(values).sum(axis=1)  # -inf slots are always last
     total = int(counts.sum())
     row = np.repeat(np.arange(len(counts)), counts)
@@ -139,7 +155,7 @@ def _rank_group(loaded: LoadedPlan, scores: torch.Tensor, user_ids: np.ndarray, 
         pa.array(plan.catalogue.item_ids[indexes[row, position]], pa.int64()),
         pa.array(values[row, position], pa.float32()),
         pa.array([source], pa.string()).take(pa.array(np.zeros(total, dtype=np.int32))),
-        pa.array(np.repeat(counts < plan.top_n, counts), pa.bool_()),
+        pa.array(np.repeat(counts < plan.rules.top_n, counts), pa.bool_()),
     ], schema=OUTPUT_SCHEMA)
 
 
@@ -178,12 +194,13 @@ def _rank_chunk(loaded: LoadedPlan, chunk: pa.RecordBatch) -> list[pa.RecordBatc
             if not bool(torch.isfinite(users).all()):
                 raise ModelNotFoundError(f"model version {plan.model.card.version} encoded NaN or inf user "
                                          f"vectors; retrain it or name another version with --model")
-            scores = users @ loaded.item_embeddings.T  # [b, V]
-            out.append(_rank_group(loaded, scores, user_ids[where], excluded.take(pa.array(where)), MODEL))
+            served = _served(loaded, excluded.take(pa.array(where)), users=users)
+            out.append(_rank_group(loaded, *served, user_ids[where], MODEL))
         if not usable.all():
             where = np.flatnonzero(~usable)
             scores = loaded.popularity.expand(len(where), size).clone()  # [b, V]
-            out.append(_rank_group(loaded, scores, user_ids[where], excluded.take(pa.array(where)), POPULAR))
+            served = _served(loaded, excluded.take(pa.array(where)), scores=scores)
+            out.append(_rank_group(loaded, *served, user_ids[where], POPULAR))
     return out
 
 
@@ -198,12 +215,18 @@ def _loaded_plan(key: str, plan_broadcast: Broadcast[RankPlan]) -> LoadedPlan:
     return _LOADED[key]
 
 
-def _set_threads(plan: RankPlan) -> None:
-    import torch
+def _threads(plan: RankPlan) -> int:
+    """score.torch_threads, else the task's cores inside Spark (0 = the library's default outside it)."""
     from pyspark import TaskContext
 
     context = TaskContext.get()
-    threads = plan.torch_threads or (context.cpus() if context is not None else 0)
+    return plan.torch_threads or (context.cpus() if context is not None else 0)
+
+
+def _set_threads(plan: RankPlan) -> None:
+    import torch
+
+    threads = _threads(plan)
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 

@@ -91,7 +91,7 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
 
     catalogue = _catalogue(lake, settings, rules, ds, files.item_vocab_size, events, vocab)
     plan = spark.sparkContext.broadcast(RankPlan(
-        model=files, catalogue=catalogue, top_n=rules.top_n, max_per_category=rules.max_per_category,
+        model=files, catalogue=catalogue, rules=rules,
         users_per_batch=settings.users_per_batch, torch_threads=settings.torch_threads,
         device=settings.device,
     ))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -35,6 +36,7 @@ from lake import EmptyInputError, InputError, Lake
 from lake.schemas import PAD_INDEX
 from lake.sequences import left_pad
 from lake.storage import petastorm_filesystem
+from lake.user_sample import in_user_sample
 from training.batch import SEQUENCE_COLUMNS, Batch
 
 __all__ = ["ExampleSource", "LengthBuckets", "Shard", "TrainExamples", "batches", "collate"]
@@ -68,10 +70,13 @@ class ExampleSource:
                    reader_workers=reader_workers, storage_options=lake.storage_options)
 
     def split_rows(self, lake: Lake) -> dict[str, int]:
-        """Rows per split (train, valid, test) in this snapshot."""
-        splits = lake.read("train_examples", version=self.version, partition=self.ds, columns=["split"])
-        counts = pc.value_counts(splits.column("split")).to_pylist()
-        return {entry["values"]: entry["counts"] for entry in counts}
+        """Rows per split (train, valid, test) in this snapshot, counted in a stream (a day can hold millions)."""
+        counts: Counter[str] = Counter()
+        for batch in lake.read_batches("train_examples", version=self.version, partition=self.ds,
+                                       columns=["split"], batch_rows=65_536):
+            counts.update({entry["values"]: entry["counts"]
+                           for entry in pc.value_counts(batch.column("split")).to_pylist()})
+        return dict(counts)
 
 
 @dataclass(frozen=True)
@@ -89,16 +94,21 @@ class _SelectAndPad:
     """Petastorm transform (runs in the reader's workers, so it must pickle): one split, this worker's users
     when sharding by row, sequences cut and left-padded to ``max_len``."""
 
-    def __init__(self, split: str, max_len: int, row_shard: Shard | None) -> None:
+    def __init__(self, split: str, max_len: int, row_shard: Shard | None, user_share: float = 1.0,
+                 user_seed: int = 0) -> None:
         self.split = split
         self.max_len = max_len
         self.row_shard = row_shard
+        self.user_share = user_share
+        self.user_seed = user_seed
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         keep = (frame["split"] == self.split).to_numpy()
         if self.row_shard is not None:
             keep &= user_shard(frame["user_id"].to_numpy(), self.row_shard.count) == self.row_shard.index
         keep &= frame["items"].map(len).to_numpy() > 0
+        if self.user_share < 1.0:
+            keep &= in_user_sample(frame["user_id"].to_numpy(), self.user_share, self.user_seed)
         chosen = frame[keep]
         return pd.DataFrame({column: list(left_pad(pa.array(chosen[column].tolist(), pa.list_(pa.int64())),
                                                    self.max_len))
@@ -122,11 +132,14 @@ class TrainExamples(IterableDataset):
             steps per epoch, so every worker steps in lockstep whatever its shard's size).
         shuffle: shuffle row groups and rows, with a new seed per pass.
         seed: the first pass's seed; identical on every worker so row-group shards stay disjoint.
+        user_share: below 1, only the users ``lake.user_sample.in_user_sample`` picks with ``user_seed``.
     """
 
     def __init__(self, source: ExampleSource, split: str, shard: Shard = WHOLE, *, passes: int | None = 1,
-                 shuffle: bool = False, seed: int = 0) -> None:
+                 shuffle: bool = False, seed: int = 0, user_share: float = 1.0, user_seed: int = 0) -> None:
         super().__init__()
+        self.user_share = user_share
+        self.user_seed = user_seed
         self.source = source
         self.split = split
         self.shard = shard
@@ -171,7 +184,8 @@ class TrainExamples(IterableDataset):
     def _reader(self, seed: int, *, row_sharding: bool) -> Any:
         source = self.source
         transform = TransformSpec(
-            _SelectAndPad(self.split, source.max_len, self.shard if row_sharding else None),
+            _SelectAndPad(self.split, source.max_len, self.shard if row_sharding else None, self.user_share,
+                          self.user_seed),
             edit_fields=[(name, np.int64, (source.max_len,), False) for name in SEQUENCE_COLUMNS],
             selected_fields=list(SEQUENCE_COLUMNS),
         )

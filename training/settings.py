@@ -53,6 +53,7 @@ class TrainSettings:
     patience: int
     early_stopping_metric: str
     valid_negatives: int
+    valid_max_users: int
     seed: int
     reader_pool: Literal["dummy", "process"]
     reader_workers: int
@@ -90,6 +91,8 @@ class TrainSettings:
         if self.max_steps_per_epoch < 0:
             raise ConfigError(f"train.max_steps_per_epoch must be 0 (a full pass) or more, "
                               f"got {self.max_steps_per_epoch}")
+        if self.valid_max_users < 0:
+            raise ConfigError(f"train.valid_max_users must be 0 (every user) or more, got {self.valid_max_users}")
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be positive, got {self.learning_rate}")
 

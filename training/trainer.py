@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lake import EmptyInputError
+from lake.user_sample import sample_share
 from training.batch import Batch
 from training.checkpoint import Checkpoints
 from training.data import ExampleSource, TrainExamples, batches
@@ -79,6 +80,8 @@ class Trainer:
         workers: this worker's Horovod context.
         source: the pinned train_examples snapshot.
         train_rows: train rows in the whole snapshot (sets the steps per epoch).
+        valid_rows: valid rows (users) in the whole snapshot; above ``train.valid_max_users`` validation ranks
+            a fixed sample of about that many (0 = unknown: every user).
         checkpoints: rank 0 only: where each epoch's checkpoint goes.
         log_metrics: rank 0 only: receives each epoch's metrics and the epoch number (MLflow).
         resume_from: rank 0 only: a checkpoint's state to continue from.
@@ -86,7 +89,7 @@ class Trainer:
     """
 
     def __init__(self, model: SequentialRecommender, settings: TrainSettings, workers: Workers,
-                 source: ExampleSource, *, train_rows: int, item_vocab_size: int,
+                 source: ExampleSource, *, train_rows: int, item_vocab_size: int, valid_rows: int = 0,
                  checkpoints: Checkpoints | None = None, log_metrics: MetricsSink | None = None,
                  resume_from: dict[str, Any] | None = None, checkpoint_about: dict[str, Any] | None = None) -> None:
         self.model = model
@@ -94,6 +97,10 @@ class Trainer:
         self.workers = workers
         self.source = source
         self.train_rows = train_rows
+        self.valid_share = sample_share(settings.valid_max_users, valid_rows)
+        if self.valid_share < 1.0 and workers.is_chief:
+            log.info("validation ranks a fixed sample of about %d of the %d users (train.valid_max_users)",
+                     settings.valid_max_users, valid_rows)
         self.item_vocab_size = item_vocab_size
         self.checkpoints = checkpoints
         self.log_metrics = log_metrics
@@ -203,8 +210,9 @@ class Trainer:
         return {"sequences": float(self.workers.total(torch.tensor([float(sequences)]), "sequences"))}
 
     def _validate(self) -> RankingTotals:
-        if self._valid is None:  # one row per user: small enough to keep after the first read
-            examples = TrainExamples(self.source, "valid", self.workers.shard, passes=1)
+        if self._valid is None:  # one row per (sampled) user: small enough to keep after the first read
+            examples = TrainExamples(self.source, "valid", self.workers.shard, passes=1,
+                                     user_share=self.valid_share, user_seed=self.settings.seed)
             self._valid = list(batches(examples, self.settings.batch_size, item_vocab_size=self.item_vocab_size))
             sampler = torch.Generator().manual_seed(self.settings.seed + self.workers.rank)
             self._valid_candidates = [

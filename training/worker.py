@@ -73,7 +73,7 @@ def train(config: Config, request: TrainRequest) -> ModelCard | None:
     item_vocab_size, fingerprint = item_vocab_fingerprint(lake, version=request.versions["item_vocab"])
     vocab = VocabSizes(items=item_vocab_size, categories=_category_vocab_size(lake, request.versions),
                        gap_buckets=settings.max_gap_bucket + 1)
-    source, train_rows = _examples(lake, settings, request)
+    source, rows = _examples(lake, settings, request)
     model = build_model(settings, vocab).to(workers.device)
 
     checkpoints = resume_from = None
@@ -86,7 +86,8 @@ def train(config: Config, request: TrainRequest) -> ModelCard | None:
             checkpoints.clear()
     with _chief_run(config, settings, request, checkpoints, workers) as run_id:
         progress = Trainer(
-            model, settings, workers, source, train_rows=train_rows, item_vocab_size=vocab.items,
+            model, settings, workers, source, train_rows=rows["train"], valid_rows=rows.get("valid", 0),
+            item_vocab_size=vocab.items,
             checkpoints=checkpoints, resume_from=resume_from,
             log_metrics=_log_epoch if workers.is_chief else None,
             checkpoint_about={"run_id": run_id, "versions": request.versions,
@@ -117,17 +118,18 @@ def _category_vocab_size(lake: Lake, versions: dict[str, int]) -> int:
     return vocab_size(lake, "category_vocab", version=versions["category_vocab"])
 
 
-def _examples(lake: Lake, settings: TrainSettings, request: TrainRequest) -> tuple[ExampleSource, int]:
+def _examples(lake: Lake, settings: TrainSettings, request: TrainRequest) -> tuple[ExampleSource, dict[str, int]]:
+    """The pinned snapshot and its rows per split (train rows set the steps, valid rows the validation sample)."""
     source = ExampleSource.from_lake(lake, request.ds, version=request.versions["train_examples"],
                                      max_len=settings.max_len, reader_pool=settings.reader_pool,
                                      reader_workers=settings.reader_workers)
-    train_rows = source.split_rows(lake).get("train", 0)
-    if train_rows == 0:
+    rows = source.split_rows(lake)
+    if rows.get("train", 0) == 0:
         raise EmptyInputError(
             f"train_examples has no 'train' rows for ds={request.ds} (version {source.version}); run featurize "
             f"for this ds"
         )
-    return source, train_rows
+    return source, rows
 
 
 # -- MLflow, checks and publication (rank 0) --------------------------------------------------------

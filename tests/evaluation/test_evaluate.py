@@ -17,8 +17,9 @@ import pyarrow as pa
 import pytest
 import torch
 
+from evaluation import protocols
 from evaluation.evaluate import evaluate
-from evaluation.heldout import heldout_batches, in_user_sample, training_popularity
+from evaluation.heldout import heldout_batches, training_popularity
 from evaluation.metrics import UNRANKED
 from evaluation.protocols import (
     FULL,
@@ -36,6 +37,7 @@ from evaluation.settings import EvaluateSettings
 from lake import Config, InputError, Lake
 from lake.schemas import spec
 from lake.serving import ServingRules, build_catalogue
+from lake.user_sample import in_user_sample
 
 DS = "2024-01-05"
 VOCAB = 40  # 0 padding, 1 unknown, 2..39 real items
@@ -343,16 +345,6 @@ def test_metrics_rows_one_per_group_metric_k_and_reevaluation_replaces(eval_conf
     assert splits.count("test") == len(keys) and splits.count("valid") > 0
 
 
-def test_user_sample_is_a_fixed_nested_share_of_the_users():
-    users = np.arange(1, 200_001, dtype=np.int64)
-    tenth = in_user_sample(users, 0.1, seed=5)
-    assert 0.095 < tenth.mean() < 0.105, "about the share asked for, consecutive ids or not"
-    assert np.array_equal(tenth, in_user_sample(users, 0.1, seed=5)), "the same users every time"
-    assert not (tenth & ~in_user_sample(users, 0.3, seed=5)).any(), "a larger share keeps every user a smaller one had"
-    assert not np.array_equal(tenth, in_user_sample(users, 0.1, seed=6))
-    assert in_user_sample(users, 1.0, seed=5).all()
-
-
 def test_max_users_ranks_a_fixed_sample_and_says_so(eval_config: Config, lake: Lake, tmp_path: Path):
     write_dataset(lake)
     random_table = torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(2))
@@ -374,6 +366,23 @@ def test_max_users_ranks_a_fixed_sample_and_says_so(eval_config: Config, lake: L
     # a max_users above the split's users ranks everyone
     assert evaluate(eval_config.with_overrides({"evaluate": {"max_users": 10_000}}), version
                     ).evaluation.sampled_from_users == 0
+
+
+def test_under_ivf_retrieval_the_served_lists_come_through_scorings_index(
+        eval_config: Config, lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    write_dataset(lake)
+    random_table = torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(3))
+    version = register_model(eval_config, tmp_path, random_table)
+    exact = evaluate(eval_config, version).evaluation
+    calls = []
+    served_top_of_users = protocols.served_top_of_users
+    monkeypatch.setattr(protocols, "served_top_of_users",
+                        lambda *args, **kwargs: calls.append(kwargs["index"]) or served_top_of_users(*args, **kwargs))
+    # a catalogue of 38 items is one cluster, searched whole; 20 candidates for 20 places make the users who
+    # bought one of their best items fall back to exact ranking: both paths, and the same lists as exact
+    ivf = evaluate(eval_config.with_overrides({"serve": {"retrieval": "ivf", "ivf_candidates": 20}}), version)
+    assert calls and all(index is not None for index in calls), "the model's rows went through the index"
+    assert ivf.evaluation.values == exact.values
 
 
 def test_sampled_negatives_are_reproducible(eval_config: Config, lake: Lake, tmp_path: Path):

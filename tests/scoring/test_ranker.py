@@ -11,7 +11,7 @@ import torch
 
 from lake import InputError
 from lake.sequences import left_pad
-from lake.serving import build_catalogue, rank_within_category, top_items
+from lake.serving import ServingRules, build_catalogue, rank_within_category, top_items
 from scoring.ranker import USER_ROW_COLUMNS, RankPlan, load_plan, rank_batch
 from tests.scoring.conftest import CATEGORY_OF_INDEX, EXPECTED_TOP3, model_files, vocab_table
 
@@ -54,9 +54,11 @@ def _plan(tmp_path: Path, top_n: int = 3, **rules) -> RankPlan:
     categories = pa.table({"item_index": list(CATEGORY_OF_INDEX), "category_index": list(CATEGORY_OF_INDEX.values())})
     catalogue = build_catalogue(vocab_table(), 8, denied_item_ids=rules.pop("denied", ()),
                                 item_categories=categories, popularity=popularity)
-    return RankPlan(model=model_files(tmp_path / "model"), catalogue=catalogue, top_n=top_n,
-                    max_per_category=rules.pop("max_per_category", 0), users_per_batch=rules.pop("per_batch", 64),
-                    torch_threads=1, device="cpu")
+    serve = ServingRules(top_n=top_n, exclude_behaviours=("purchase",), exclude_window_days=90,
+                         honour_deny_list=True, max_per_category=rules.pop("max_per_category", 0),
+                         retrieval=rules.pop("retrieval", "exact"))
+    return RankPlan(model=model_files(tmp_path / "model"), catalogue=catalogue, rules=serve,
+                    users_per_batch=rules.pop("per_batch", 64), torch_threads=1, device="cpu")
 
 
 def _batch(users: dict[int, tuple[list[int] | None, list[int] | None]]) -> pa.RecordBatch:
@@ -83,16 +85,20 @@ def _lists(plan: RankPlan, batch: pa.RecordBatch) -> dict[int, tuple[str, list[t
 STANDARD = {10: ([3, 2], None), 11: ([5, 6], [5]), 12: (None, None), 13: ([8], [7])}
 
 
-def test_hand_checked_top_n_with_exclusions_and_popularity_fallback(tmp_path: Path):
-    lists = _lists(_plan(tmp_path), _batch(STANDARD))
+@pytest.mark.parametrize("retrieval", ["exact", "ivf"])
+def test_hand_checked_top_n_with_exclusions_and_popularity_fallback(tmp_path: Path, retrieval: str):
+    plan = _plan(tmp_path, retrieval=retrieval)
+    assert (load_plan(plan).index is not None) == (retrieval == "ivf")
+    lists = _lists(plan, _batch(STANDARD))
     assert {u: (source, items) for u, (source, items, _) in lists.items()} == {
         u: (source, [(i, pytest.approx(s, abs=1e-4)) for i, s in items]) for u, (source, items) in EXPECTED_TOP3.items()
     }
     assert not any(short for _, _, short in lists.values())
 
 
-def test_deny_list_padding_and_unknown_items_are_never_recommended(tmp_path: Path):
-    lists = _lists(_plan(tmp_path, top_n=6, denied=[106]), _batch(STANDARD))
+@pytest.mark.parametrize("retrieval", ["exact", "ivf"])
+def test_deny_list_padding_and_unknown_items_are_never_recommended(tmp_path: Path, retrieval: str):
+    lists = _lists(_plan(tmp_path, top_n=4, denied=[106], retrieval=retrieval), _batch(STANDARD))
     recommended = {i for _, items, _ in lists.values() for i, _ in items}
     assert 106 not in recommended and 108 not in recommended, "denied and post-training items excluded"
     assert recommended <= {102, 103, 104, 105, 107}
@@ -107,8 +113,9 @@ def test_short_lists_are_flagged_when_the_rules_leave_fewer_than_n_items(tmp_pat
     assert len(lists[13][1]) == 4 and lists[13][2] is True, "104 was never seen, 107 was bought"
 
 
-def test_category_cap_keeps_the_best_item_of_each_category(tmp_path: Path):
-    lists = _lists(_plan(tmp_path, max_per_category=1), _batch(STANDARD))
+@pytest.mark.parametrize("retrieval", ["exact", "ivf"])
+def test_category_cap_keeps_the_best_item_of_each_category(tmp_path: Path, retrieval: str):
+    lists = _lists(_plan(tmp_path, max_per_category=1, retrieval=retrieval), _batch(STANDARD))
     assert [i for i, _ in lists[10][1]] == [102, 104, 106]
     assert [i for i, _ in lists[11][1]] == [106, 104, 103]
     assert [i for i, _ in lists[12][1]] == [107, 105, 102]

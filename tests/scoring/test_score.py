@@ -56,6 +56,13 @@ def test_hand_checked_top_n_for_every_active_user(scoring_config: Config, spark)
     assert not any(table.column("short_list").to_pylist())
 
 
+def test_the_executors_ivf_index_serves_the_same_lists_in_the_job(scoring_config: Config, spark):
+    lake = Lake.from_config(scoring_config)
+    write_world(lake)
+    score(scoring_config.with_overrides({"serve": {"retrieval": "ivf"}}), DS, spark=spark, now=NOW)
+    assert lists(lake) == approx(EXPECTED_TOP3), "the executors' faiss index (one cluster here) finds every item"
+
+
 def test_purchased_items_are_excluded_and_the_deny_list_is_honoured(scoring_config: Config, spark):
     lake = Lake.from_config(scoring_config)
     write_world(lake, deny=[106])

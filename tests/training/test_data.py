@@ -9,6 +9,7 @@ import torch
 
 from lake import EmptyInputError, InputError, Lake
 from lake.schemas import spec
+from lake.user_sample import in_user_sample
 from tests.training.conftest import DS, TinyData, write_tiny_lake
 from training.batch import SEQUENCE_COLUMNS
 from training.data import ExampleSource, LengthBuckets, Shard, TrainExamples, batches, collate
@@ -39,6 +40,16 @@ def test_rows_are_one_split_cut_and_left_padded(lake: Lake, tiny_data: TinyData)
         assert targets[-1] >= 2 and not targets[:-1].any()  # valid: only the last position has a target
         unpadded.append(tuple(tuple(c[8 - real :].tolist()) for c in row))
     assert sorted(unpadded) == expected
+
+
+def test_a_user_share_reads_only_the_users_the_shared_sample_picks(lake: Lake, tiny_data: TinyData) -> None:
+    source = source_of(lake, max_len=8)
+    stored = [r for r in lake.read("train_examples", partition=DS).to_pylist() if r["split"] == "valid"]
+    picked = in_user_sample(np.array([r["user_id"] for r in stored], dtype=np.int64), 0.5, seed=3)
+    expected = sorted(tuple(r["items"][-8:]) for r, keep in zip(stored, picked, strict=True) if keep)
+    rows = rows_of(TrainExamples(source, "valid", user_share=0.5, user_seed=3))
+    assert 0 < len(rows) == len(expected) < tiny_data.users
+    assert sorted(tuple(int(i) for i in row[0] if i) for row in rows) == expected
 
 
 @pytest.mark.parametrize("appends", [0, 3])

@@ -25,6 +25,7 @@ def test_defaults_are_a_small_two_block_sasrec(config: Config) -> None:
     ({"reader_pool": "thread"}, "must be one of"),
     ({"learning_rate": 0}, "learning_rate"),
     ({"max_steps_per_epoch": -1}, "max_steps_per_epoch"),
+    ({"valid_max_users": -1}, "valid_max_users"),
 ])
 def test_impossible_settings_are_refused(config: Config, override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lake import Config, ConfigError, Lake
+from lake.user_sample import in_user_sample
 from tests.training.conftest import DS, TinyData, tiny_config
 from training.checkpoint import Checkpoints
 from training.data import ExampleSource
@@ -18,7 +20,7 @@ from training.trainer import Trainer
 
 
 def trainer_for(config: Config, lake: Lake, data: TinyData, *, checkpoints: Checkpoints | None = None,
-                **train: object) -> tuple[Trainer, list[tuple[int, dict[str, float]]]]:
+                valid_rows: int = 0, **train: object) -> tuple[Trainer, list[tuple[int, dict[str, float]]]]:
     settings: TrainSettings = TrainSettings.from_config(tiny_config(config, **train))
     workers = start(settings.seed, settings.torch_threads)
     vocab = VocabSizes(items=data.item_vocab_size, categories=data.categories + 2, gap_buckets=17)
@@ -26,6 +28,7 @@ def trainer_for(config: Config, lake: Lake, data: TinyData, *, checkpoints: Chec
     source = ExampleSource.from_lake(lake, DS, version=lake.version("train_examples"), max_len=settings.max_len)
     logged: list[tuple[int, dict[str, float]]] = []
     trainer = Trainer(model, settings, workers, source, train_rows=data.users, item_vocab_size=vocab.items,
+                      valid_rows=valid_rows,
                       checkpoints=checkpoints, log_metrics=lambda metrics, epoch: logged.append((epoch, metrics)))
     return trainer, logged
 
@@ -56,6 +59,20 @@ def test_an_epoch_can_stop_after_a_fixed_number_of_steps(config: Config, lake: L
     assert trainer._train_epoch(optimizer, stream)["sequences"] == 12
     full, _ = trainer_for(config, lake, tiny_data, batch_size=4, length_buckets=1)
     assert full._train_epoch(full._optimizer(), full._train_stream(0))["sequences"] == tiny_data.users
+
+
+def test_validation_ranks_a_fixed_sample_when_there_are_more_users_than_valid_max_users(
+        config: Config, lake: Lake, tiny_data: TinyData) -> None:
+    everyone, _ = trainer_for(config, lake, tiny_data, valid_rows=tiny_data.users)
+    assert everyone._validate().users == tiny_data.users, "the default cap is far above the tiny day's users"
+    half = tiny_data.users // 2
+    sampled, _ = trainer_for(config, lake, tiny_data, valid_rows=tiny_data.users, valid_max_users=half)
+    users = sampled._validate().users
+    assert 0 < users < tiny_data.users
+    assert sampled._validate().users == users, "the same users every epoch"
+    seed = TrainSettings.from_config(tiny_config(config)).seed
+    valid_ids = [r["user_id"] for r in lake.read("train_examples", partition=DS).to_pylist() if r["split"] == "valid"]
+    assert users == in_user_sample(np.array(valid_ids, dtype=np.int64), half / tiny_data.users, seed).sum()
 
 
 def test_early_stopping_keeps_the_best_epoch(config: Config, lake: Lake, tiny_data: TinyData) -> None:
