@@ -25,7 +25,7 @@ from evaluation.metrics import UNRANKED, target_ranks
 from lake import InputError
 from lake.retrieval import ItemIndex
 from lake.sequences import FIRST_ITEM_INDEX
-from lake.serving import Catalogue, ServingRules, served_top, served_top_of_users
+from lake.serving import Catalogue, ServingRules, exclusions_within, served_top, served_top_of_users
 
 __all__ = [
     "FULL",
@@ -98,27 +98,19 @@ def served_ranks_of_users(scores: torch.Tensor, encoded: tuple[np.ndarray, torch
     ``encoded`` (rows, user vectors ``[b, H]``) through the approximate index, the others (the popularity
     fallback) from their ``scores`` rows."""
     rows, users = encoded
-    rows = torch.from_numpy(rows)
-    top_n = catalogue.rules.top_n
-    values = torch.full((len(targets), min(top_n, catalogue.size)), float("-inf"))
+    model = torch.from_numpy(rows)
+    fallback = torch.from_numpy(np.setdiff1d(np.arange(len(targets)), rows))
+    rules = catalogue.rules
+    values = torch.full((len(targets), min(rules.top_n, catalogue.size)), float("-inf"))
     lists = torch.zeros(values.shape, dtype=torch.int64)
-    excluded_rows, excluded_items = excluded
-    for chosen, serve in ((True, "users"), (False, "scores")):
-        part = torch.isin(torch.arange(len(targets)), rows) == chosen  # [B]
-        if not bool(part.any()):
-            continue
-        where = torch.nonzero(part).flatten()
-        inside = part[excluded_rows]
-        renumbered = torch.searchsorted(where, excluded_rows[inside])
-        if serve == "users":
-            part_values, part_lists = served_top_of_users(
-                users, item_embeddings, catalogue.blocked, renumbered, excluded_items[inside], rules=catalogue.rules,
-                categories=catalogue.categories, index=catalogue.index)
-        else:
-            part_values, part_lists = served_top(
-                scores[where], catalogue.blocked, renumbered, excluded_items[inside], top_n=top_n,
-                categories=catalogue.categories, max_per_category=catalogue.rules.max_per_category)
-        values[where], lists[where] = part_values, part_lists
+    if len(model):
+        values[model], lists[model] = served_top_of_users(
+            users, item_embeddings, catalogue.blocked, *exclusions_within(*excluded, model), rules=rules,
+            categories=catalogue.categories, index=catalogue.index)
+    if len(fallback):
+        values[fallback], lists[fallback] = served_top(
+            scores[fallback], catalogue.blocked, *exclusions_within(*excluded, fallback), top_n=rules.top_n,
+            categories=catalogue.categories, max_per_category=rules.max_per_category)
     return _ranks_in_lists(values, lists, targets)
 
 

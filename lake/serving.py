@@ -41,6 +41,7 @@ __all__ = [
     "ServingRules",
     "build_catalogue",
     "denied_item_ids",
+    "exclusions_within",
     "latest_item_categories",
     "rank_within_category",
     "served_top",
@@ -232,6 +233,16 @@ def served_top(scores: torch.Tensor, blocked: torch.Tensor, excluded_rows: torch
     return top_items(scores, top_n, categories, max_per_category)
 
 
+def exclusions_within(excluded_rows: torch.Tensor, excluded_items: torch.Tensor,
+                      rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (row, item index) exclusions of the batch rows ``rows`` (sorted), renumbered as rows of
+    ``batch[rows]``."""
+    import torch
+
+    inside = torch.isin(excluded_rows, rows)
+    return torch.searchsorted(rows, excluded_rows[inside]), excluded_items[inside]
+
+
 def served_top_of_candidates(values: torch.Tensor, items: torch.Tensor, excluded_rows: torch.Tensor,
                              excluded_items: torch.Tensor, *, size: int, top_n: int,
                              categories: torch.Tensor | None = None,
@@ -271,10 +282,9 @@ def served_top_of_users(users: torch.Tensor, item_embeddings: torch.Tensor, bloc
     import torch
 
     def exact(rows: torch.Tensor, row_users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inside = torch.isin(excluded_rows, rows)
-        renumbered = torch.searchsorted(rows, excluded_rows[inside])
-        return served_top(row_users @ item_embeddings.T, blocked, renumbered, excluded_items[inside],
-                          top_n=rules.top_n, categories=categories, max_per_category=rules.max_per_category)
+        row_excluded = exclusions_within(excluded_rows, excluded_items, rows)
+        return served_top(row_users @ item_embeddings.T, blocked, *row_excluded, top_n=rules.top_n,
+                          categories=categories, max_per_category=rules.max_per_category)
 
     everyone = torch.arange(len(users), device=users.device)
     if index is None or index.items < rules.top_n:  # a catalogue this small is ranked exactly anyway
