@@ -52,8 +52,10 @@ __all__ = [
     "check_export_archive",
     "digests",
     "load",
+    "read",
     "save",
     "verify",
+    "verify_folder",
 ]
 
 SCORER = "scorer.pt2"
@@ -73,7 +75,7 @@ _ARCHIVE_ENTRIES = re.compile(
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """A registered version's files as bytes (what the scoring driver broadcasts), with their digests."""
+    """A registered version's files as bytes, as read by the process that loads them."""
 
     card: ModelCard
     contents: Mapping[str, bytes]
@@ -110,30 +112,57 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def digests(folder: Path) -> dict[str, str]:
-    """{file name: sha256} of a model folder's files; refuses a folder that lacks one of them."""
-    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _paths(folder: Path, prefix: str = "") -> dict[str, Path]:
+    """{file name: path} of a model folder whose files are named ``<prefix><file name>``; refuses a folder
+    that lacks one of them."""
+    paths = {name: folder / f"{prefix}{name}" for name in MODEL_FILES}
+    missing = [path.name for path in paths.values() if not path.is_file()]
     if missing:
         raise ArtifactIntegrityError(f"model folder {folder} lacks {missing}; it must hold {list(MODEL_FILES)}")
-    return {name: sha256((folder / name).read_bytes()) for name in MODEL_FILES}
+    return paths
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """{file name: sha256} of a model folder's files, read in chunks; refuses a folder that lacks one."""
+    return {name: _file_sha256(path) for name, path in _paths(folder).items()}
+
+
+def read(card: ModelCard, folder: Path, *, prefix: str = "") -> ModelFiles:
+    """The files of ``card`` from a local folder where each is named ``<prefix><file name>`` (a download, or
+    the copies Spark ships to an executor); not verified yet: :func:`load` verifies what it loads."""
+    return ModelFiles(card, {name: path.read_bytes() for name, path in _paths(folder, prefix).items()})
+
+
+def verify_folder(folder: Path, expected: Mapping[str, str], *, what: str) -> None:
+    """Refuse a model folder unless every file matches its recorded sha256, reading each in chunks (the
+    scoring driver checks what it ships without holding the model in memory)."""
+    _compare(digests(folder), expected, what=what)
 
 
 def verify(contents: Mapping[str, bytes], expected: Mapping[str, str], *, what: str) -> None:
     """Refuse ``contents`` unless every model file is there and matches its recorded sha256."""
+    _compare({name: sha256(data) for name, data in contents.items()}, expected, what=what)
+
+
+def _compare(found: Mapping[str, str], expected: Mapping[str, str], *, what: str) -> None:
     if not expected:
         raise ArtifactIntegrityError(
             f"{what} has no recorded file digests (registered before seqrec recorded them, or by hand); "
             f"retrain it, or name a version registered by `seqrec train` with --model")
     for name in MODEL_FILES:
-        if name not in contents:
+        if name not in found:
             raise ArtifactIntegrityError(f"{what}: {name} is missing from the artifact store")
         if name not in expected:
             raise ArtifactIntegrityError(f"{what}: no digest was recorded for {name}")
-        found = sha256(contents[name])
-        if found != expected[name]:
+        if found[name] != expected[name]:
             raise ArtifactIntegrityError(
                 f"{what}: {name} does not match the sha256 recorded at registration (recorded "
-                f"{expected[name][:12]}..., found {found[:12]}...): the file changed after it was "
+                f"{expected[name][:12]}..., found {found[name][:12]}...): the file changed after it was "
                 f"registered. Nothing was loaded; restore the artifact or retrain")
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "ModelCard",
     "approve",
     "champion_as_of",
+    "download",
     "fetch",
     "find",
     "find_by_run_key",
@@ -336,22 +337,39 @@ def mirror_to_table(config: Config, lake: Lake, *, name: str = MODEL_NAME) -> in
     return len(cards)
 
 
+def download(config: Config, card: ModelCard, into: Path) -> Path:
+    """Download ``card``'s files into the folder ``into`` and verify them there against its recorded digests,
+    file by file in chunks (nothing held in memory); returns the folder that holds them."""
+    from lake.artifacts import verify_folder
+
+    folder = _download(config, card, into)
+    verify_folder(folder, card.sha256, what=f"model version {card.version}")
+    return folder
+
+
 def fetch(config: Config, card: ModelCard) -> ModelFiles:
-    """Download ``card``'s files from the artifact store and verify them against its recorded digests."""
+    """Download ``card``'s files from the artifact store and verify the bytes read against its recorded
+    digests."""
+    from lake.artifacts import read, verify
+
+    with tempfile.TemporaryDirectory(prefix=f"seqrec-model-{card.version}-") as tmp:
+        files = read(card, _download(config, card, Path(tmp)))
+    verify(files.contents, card.sha256, what=f"model version {card.version}")
+    return files
+
+
+def _download(config: Config, card: ModelCard, into: Path) -> Path:
     import mlflow
 
-    from lake.artifacts import MODEL_FILES, ModelFiles, verify
+    from lake.artifacts import MODEL_FILES
 
-    what = f"model version {card.version}"
-    with tempfile.TemporaryDirectory(prefix=f"seqrec-model-{card.version}-") as tmp, tracking(config):
-        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{card.name}/{card.version}", dst_path=tmp))
-        present = {path.name for path in folder.iterdir()}
-        if not set(MODEL_FILES) <= present:
-            raise ModelNotFoundError(f"{what} holds {sorted(present)}, not the files {list(MODEL_FILES)} this "
-                                     f"release loads; retrain it with `seqrec train`")
-        contents = {name: (folder / name).read_bytes() for name in MODEL_FILES}
-    verify(contents, card.sha256, what=what)
-    return ModelFiles(card, contents)
+    with tracking(config):
+        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{card.name}/{card.version}", dst_path=str(into)))
+    present = {path.name for path in folder.iterdir()}
+    if not set(MODEL_FILES) <= present:
+        raise ModelNotFoundError(f"model version {card.version} holds {sorted(present)}, not the files "
+                                 f"{list(MODEL_FILES)} this release loads; retrain it with `seqrec train`")
+    return folder
 
 
 def load_model(config: Config, reference: str | None = None, device: str = "cpu") -> Scorer:

@@ -1,14 +1,58 @@
-"""Which registered model scores a ds. Its files travel as verified bytes (lake.artifacts): a loaded
-torch.export program does not pickle, so the driver broadcasts the files and each executor process checks
-and loads them once (see ``scoring.ranker``)."""
+"""Which registered model scores a ds, and how its files reach the executors.
+
+A loaded torch.export program does not pickle, so executors load the model from its files. The driver
+downloads them, verifies them on disk against the registered digests and ships them with Spark's own file
+distribution (``SparkContext.addFile``): executors fetch the files from the driver, check the bytes they read
+against the same digests and load them once per process (``scoring.ranker``). The driver never holds the
+model in memory, however large the catalogue.
+"""
 
 from __future__ import annotations
 
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from lake import Config, Lake, ModelNotFoundError
-from lake.registry import ModelCard, resolve, served_as_of
+from lake.artifacts import MODEL_FILES, ModelFiles, read
+from lake.registry import ModelCard, download, resolve, served_as_of
 from lake.vocab import item_vocab_fingerprint
 
-__all__ = ["select_model"]
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+
+__all__ = ["ShippedModel", "select_model", "ship"]
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """Where an executor finds a model's files: ``<folder>/<prefix><file name>``; folder is this process's
+    SparkFiles root (files added with ``SparkContext.addFile``) unless given (a single process, tests)."""
+
+    card: ModelCard
+    prefix: str
+    folder: str | None = None
+
+    def files(self) -> ModelFiles:
+        """The files' bytes, not verified yet (``lake.artifacts.load`` verifies what it loads)."""
+        from pyspark import SparkFiles
+
+        return read(self.card, Path(self.folder or SparkFiles.getRootDirectory()), prefix=self.prefix)
+
+
+def ship(spark_context: SparkContext, config: Config, card: ModelCard, staging: Path) -> ShippedModel:
+    """Download ``card``'s files into ``staging`` (a folder that must outlive the job), verify them and add
+    them to the Spark job's files under a name unique to this call (Spark refuses a file name added twice
+    with a different path, and a session may score several times)."""
+    folder = download(config, card, Path(tempfile.mkdtemp(prefix="download-", dir=staging)))
+    prefix = f"seqrec-model-{card.version}-{uuid.uuid4().hex[:12]}-"
+    for name in MODEL_FILES:
+        shipped = staging / f"{prefix}{name}"
+        (folder / name).rename(shipped)
+        spark_context.addFile(str(shipped))
+    return ShippedModel(card, prefix)
 
 
 def select_model(config: Config, lake: Lake, *, ds: str | None = None, version: str | None = None) -> ModelCard:

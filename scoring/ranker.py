@@ -1,10 +1,11 @@
 """Scoring inside Spark executors: Arrow batches of users -> each user's top-N items after the business rules.
 
-The driver broadcasts one :class:`RankPlan` (model files, catalogue, rules). Each executor process loads it
-once (model program, item embeddings on the GPU when present, the approximate index under
-``serve.retrieval: ivf``) and then, per chunk of users, encodes the sequences and serves each user's list
-with lake.serving (one matrix product against every item, or the index's candidates, then the rules and
-the top N). Users with no usable history rank the popularity vector instead.
+The driver broadcasts one :class:`RankPlan` (where the shipped model files are, the catalogue, the rules).
+Each executor process loads it once (the model from the files Spark shipped, see ``scoring.model``; item
+embeddings on the GPU when present; the approximate index under ``serve.retrieval: ivf``) and then, per
+chunk of users, encodes the sequences and serves each user's list with lake.serving (one matrix product
+against every item, or the index's candidates, then the rules and the top N). Users with no usable history
+rank the popularity vector instead.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lake.artifacts import ModelFiles, load
+from lake.artifacts import load
 from lake.errors import InputError, ModelNotFoundError
 from lake.retrieval import ItemIndex
 from lake.sequences import INPUT_COLUMNS, as_unknown_beyond, has_known_item, left_pad
 from lake.serving import Catalogue, ServingRules, served_top, served_top_of_users
+from scoring.model import ShippedModel
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +59,7 @@ MODEL, POPULAR = "model", "popular"
 class RankPlan:
     """Everything an executor needs, broadcast once per job."""
 
-    model: ModelFiles
+    model: ShippedModel
     catalogue: Catalogue
     rules: ServingRules
     users_per_batch: int
@@ -71,6 +73,7 @@ class LoadedPlan:
 
     plan: RankPlan
     scorer: Scorer
+    max_len: int  # the model's sequence length: inputs are left-padded to it
     device: torch.device
     item_embeddings: torch.Tensor  # [V, H]
     blocked: torch.Tensor  # [K] item indexes never recommended
@@ -88,7 +91,7 @@ def load_plan(plan: RankPlan) -> LoadedPlan:
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(wanted)
-    scorer = load(plan.model, device=str(device))
+    scorer = load(plan.model.files(), device=str(device))
     embeddings = scorer.item_embeddings
     version = plan.model.card.version
     if embeddings.ndim != 2 or embeddings.shape[0] != plan.catalogue.size:
@@ -105,12 +108,12 @@ def load_plan(plan: RankPlan) -> LoadedPlan:
     categories = None
     if plan.rules.max_per_category:
         categories = torch.as_tensor(plan.catalogue.categories, dtype=torch.int64, device=device)
-    category_size = plan.model.meta.get("category_vocab_size")
+    category_size = scorer.meta.get("category_vocab_size")
     index = None
     if plan.rules.retrieval == "ivf":
         index = ItemIndex.for_catalogue(embeddings.to("cpu", torch.float32).numpy(), plan.catalogue.blocked,
                                         plan.rules, threads=_threads(plan))
-    return LoadedPlan(plan, scorer, device, embeddings, blocked, popularity, categories,
+    return LoadedPlan(plan, scorer, int(scorer.meta["max_len"]), device, embeddings, blocked, popularity, categories,
                       int(category_size) if category_size is not None else None, index)
 
 
@@ -170,7 +173,7 @@ def _rank_chunk(loaded: LoadedPlan, chunk: pa.RecordBatch) -> list[pa.RecordBatc
     import torch
 
     plan = loaded.plan
-    size, max_len = plan.catalogue.size, plan.model.max_len
+    size, max_len = plan.catalogue.size, loaded.max_len
     lengths = [pc.fill_null(pc.list_value_length(chunk.column(name)), 0) for name in INPUT_COLUMNS]
     if any(not length.equals(lengths[0]) for length in lengths[1:]):
         raise InputError("user_sequences rows have lists of different lengths; rebuild them with featurize")

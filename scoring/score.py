@@ -10,17 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lake import Config, EmptyInputError, Lake
 from lake import errors as lake_errors
-from lake.registry import ModelCard, fetch
+from lake.registry import ModelCard
 from lake.serving import Catalogue, ServingRules, build_catalogue, denied_item_ids, latest_item_categories
 from scoring.inputs import active_users, excluded_items, excluded_pairs, item_popularity, scoring_users
-from scoring.model import select_model
+from scoring.model import select_model, ship
 from scoring.ranker import RankPlan, recommend
 from scoring.settings import ScoreSettings
 
@@ -51,15 +53,19 @@ class PreparedScoring:
     card: ModelCard
     recommendations: DataFrame
     plan: Broadcast[RankPlan]
+    staging: tempfile.TemporaryDirectory[str]  # the model files shipped to the executors
 
     def release(self) -> None:
-        """Free the broadcast plan on the executors once the rows are written."""
+        """Free the broadcast plan on the executors and the driver's copy of the model files once the rows
+        are written."""
         self.plan.unpersist()
+        self.staging.cleanup()
 
 
 def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_version: str | None = None,
                     now: dt.datetime | None = None) -> PreparedScoring:
-    """Pick and check the model, read the inputs, broadcast the plan; returns the lazy output rows."""
+    """Pick and check the model, read the inputs, ship the model and broadcast the plan; returns the lazy
+    output rows (call ``release`` once they are written)."""
     from pyspark.sql import functions as F
 
     dt.date.fromisoformat(ds)
@@ -69,9 +75,9 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
     now = now or dt.datetime.now(dt.UTC)
 
     card = select_model(config, lake, ds=ds, version=model_version)
-    files = fetch(config, card)
+    item_vocab_size = int(card.meta["item_vocab_size"])
     log.info("scoring ds=%s with model version %s (%s, %d items)", ds, card.version,
-             card.meta.get("model_type"), files.item_vocab_size)
+             card.meta.get("model_type"), item_vocab_size)
 
     if ds not in lake.partitions("user_sequences"):
         raise EmptyInputError(f"user_sequences has no partition ds={ds}; "
@@ -89,16 +95,21 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
     users = scoring_users(active, lake.read_spark("user_sequences", partition=ds), excluded)
     partitions = settings.partitions or spark.sparkContext.defaultParallelism
 
-    catalogue = _catalogue(lake, settings, rules, ds, files.item_vocab_size, events, vocab)
-    plan = spark.sparkContext.broadcast(RankPlan(
-        model=files, catalogue=catalogue, rules=rules,
-        users_per_batch=settings.users_per_batch, torch_threads=settings.torch_threads,
-        device=settings.device,
-    ))
+    catalogue = _catalogue(lake, settings, rules, ds, item_vocab_size, events, vocab)
+    staging = tempfile.TemporaryDirectory(prefix=f"seqrec-score-{ds}-")
+    try:
+        plan = spark.sparkContext.broadcast(RankPlan(
+            model=ship(spark.sparkContext, config, card, Path(staging.name)), catalogue=catalogue, rules=rules,
+            users_per_batch=settings.users_per_batch, torch_threads=settings.torch_threads,
+            device=settings.device,
+        ))
+    except BaseException:
+        staging.cleanup()
+        raise
     recommendations = recommend(users.repartition(partitions, "user_id"), plan).select(
         "*", F.lit(card.version).alias("model_version"), F.lit(now).alias("generated_at"),
         F.lit(ds).alias("ds"))
-    return PreparedScoring(card, recommendations, plan)
+    return PreparedScoring(card, recommendations, plan, staging)
 
 
 def _catalogue(lake: Lake, settings: ScoreSettings, rules: ServingRules, ds: str, size: int, events: DataFrame,

@@ -14,7 +14,18 @@ import torch
 from safetensors.torch import load_file
 
 from lake import ArtifactIntegrityError
-from lake.artifacts import ITEM_EMBEDDINGS, META, MODEL_FILES, SCORER, ModelFiles, digests, load, save
+from lake.artifacts import (
+    ITEM_EMBEDDINGS,
+    META,
+    MODEL_FILES,
+    SCORER,
+    ModelFiles,
+    digests,
+    load,
+    read,
+    save,
+    verify_folder,
+)
 from lake.registry import ModelCard
 
 
@@ -146,3 +157,21 @@ def test_a_folder_missing_a_file_cannot_be_registered(tmp_path: Path) -> None:
     (folder / "weights.safetensors").unlink()
     with pytest.raises(ArtifactIntegrityError, match=r"lacks \['weights.safetensors'\]"):
         digests(folder)
+
+
+def test_a_folder_is_verified_in_place_and_read_under_a_prefix(tmp_path: Path) -> None:
+    folder = model_folder(tmp_path / "model")
+    recorded = digests(folder)
+    verify_folder(folder, recorded, what="model version 7")
+    (folder / META).write_text("{}")
+    with pytest.raises(ArtifactIntegrityError, match="model version 7: meta.json does not match the sha256"):
+        verify_folder(folder, recorded, what="model version 7")
+
+    shipped = model_folder(tmp_path / "shipped")
+    card = files_of(shipped, digests(shipped)).card
+    for name in MODEL_FILES:
+        (shipped / name).rename(shipped / f"job-1-{name}")
+    assert load(read(card, shipped, prefix="job-1-")).item_embeddings.shape == (10, 4)
+    (shipped / f"job-1-{SCORER}").unlink()
+    with pytest.raises(ArtifactIntegrityError, match=r"lacks \['job-1-scorer.pt2'\]"):
+        read(card, shipped, prefix="job-1-")

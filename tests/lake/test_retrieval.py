@@ -36,10 +36,10 @@ def catalogue() -> dict[str, torch.Tensor]:
             "excluded_rows": torch.from_numpy(excluded_rows), "excluded_items": torch.from_numpy(excluded_items)}
 
 
-def index_of(catalogue: dict[str, torch.Tensor], *, lists: int, probe: int) -> ItemIndex:
+def index_of(catalogue: dict[str, torch.Tensor], *, lists: int, probe: int, threads: int = 0) -> ItemIndex:
     servable = np.ones(ITEMS, dtype=bool)
     servable[catalogue["blocked"].numpy()] = False
-    return ItemIndex.build(catalogue["items"].numpy(), servable, lists=lists, probe=probe)
+    return ItemIndex.build(catalogue["items"].numpy(), servable, lists=lists, probe=probe, threads=threads)
 
 
 def serve(catalogue: dict[str, torch.Tensor], serve_rules: ServingRules,
@@ -92,6 +92,24 @@ def test_the_index_is_the_same_every_build_and_holds_only_servable_items(catalog
     assert not torch.isin(first[1], catalogue["blocked"]).any()
     assert ivf_lists_for(100, 0) == 1, "a small catalogue is one cluster, searched whole"
     assert ivf_lists_for(1_000_000, 0) == 4000 and ivf_lists_for(1_000_000, 1000) == 1000
+
+
+def test_the_index_does_not_depend_on_how_many_threads_build_and_search_it(catalogue: dict):
+    # scoring's executors build with the task's cores, evaluation with faiss's default: the same index
+    import faiss
+
+    default = faiss.omp_get_max_threads()
+    try:
+        centroids, found = {}, {}
+        for threads in (1, 2, 3):  # build then search, both under `threads` (faiss's setting is global)
+            index = index_of(catalogue, lists=32, probe=4, threads=threads)
+            centroids[threads] = index.index.quantizer.reconstruct_n(0, 32)
+            found[threads] = index.search(catalogue["users"], 50)
+    finally:
+        faiss.omp_set_num_threads(default)
+    assert all(np.array_equal(centroids[1], centroids[threads]) for threads in (2, 3))
+    assert all(torch.equal(found[1][1], found[threads][1]) and torch.equal(found[1][0], found[threads][0])
+               for threads in (2, 3))
 
 
 def test_impossible_retrieval_settings_are_refused():

@@ -19,10 +19,11 @@ import pyarrow as pa
 import pytest
 
 from lake import Config, Lake, load_config
-from lake.artifacts import META, MODEL_FILES, ModelFiles, digests, save
+from lake.artifacts import META, digests, save
 from lake.registry import ModelCard
 from lake.schemas import BEHAVIOUR_INDEX, spec
 from lake.vocab import vocab_fingerprint
+from scoring.model import ShippedModel
 
 DS = "2017-12-03"
 MODEL_VOCAB_SIZE = 8
@@ -61,13 +62,13 @@ def build_model_dir(folder: Path, embeddings: list[list[float]] = EMBEDDINGS) ->
             "vocab_fingerprint": vocab_fingerprint(vocab_table(), MODEL_VOCAB_SIZE), "trained_ds": "2017-12-02"}
 
 
-def model_files(folder: Path) -> ModelFiles:
-    """ModelFiles for the tiny model without a registry (for executor-side unit tests)."""
+def local_model(folder: Path) -> ShippedModel:
+    """The tiny model in a local folder, without a registry or Spark (for executor-side unit tests)."""
     meta = build_model_dir(folder)
     (folder / META).write_text(json.dumps(meta))
     card = ModelCard(name="seqrec", version="1", run_id="", meta=meta,
                      tags={"seqrec.sha256": json.dumps(digests(folder))})
-    return ModelFiles(card, {name: (folder / name).read_bytes() for name in MODEL_FILES})
+    return ShippedModel(card, prefix="", folder=str(folder))
 
 
 def register_model(config: Config, folder: Path, *, champion: bool = True) -> str:

@@ -1,4 +1,5 @@
-"""Model choice and loading: champion or named version, vocabulary check, files loaded from bytes."""
+"""Model choice and loading: champion or named version, vocabulary check, files loaded from bytes, files
+shipped to the executors (verified before, and under a name unique to each job)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-from lake import Config, Lake, ModelNotFoundError
-from lake.artifacts import load
+from lake import ArtifactIntegrityError, Config, Lake, ModelNotFoundError
+from lake.artifacts import ITEM_EMBEDDINGS, MODEL_FILES, load, verify
 from lake.registry import fetch, load_model
-from scoring.model import select_model
+from scoring.model import select_model, ship
 from tests.scoring.conftest import MODEL_VOCAB_SIZE, register_model, vocab_table
 
 
@@ -61,3 +62,38 @@ def test_files_loaded_from_bytes_score_like_the_registry_loader(scoring_config: 
     assert torch.equal(from_bytes.encode(items, *others), reference.encode(items, *others))
     assert torch.equal(from_bytes.item_embeddings, reference.item_embeddings)
     assert files.max_len == 4 and files.item_vocab_size == MODEL_VOCAB_SIZE
+
+
+def test_shipped_files_reach_every_task_under_a_name_unique_to_each_job(scoring_config: Config, spark,
+                                                                        tmp_path: Path):
+    card = _card(scoring_config, "1")
+    first = ship(spark.sparkContext, scoring_config, card, _folder(tmp_path / "first"))
+    second = ship(spark.sparkContext, scoring_config, card, _folder(tmp_path / "second"))  # Spark refuses a reused name
+    assert first.prefix != second.prefix and first.folder is None
+
+    def read_in_a_task(_):
+        files = first.files()
+        verify(files.contents, files.card.sha256, what="shipped")
+        return sorted(files.contents)
+
+    assert spark.sparkContext.parallelize([0], 1).map(read_in_a_task).collect() == [sorted(MODEL_FILES)]
+    assert sorted(path.name for path in (tmp_path / "first").iterdir() if path.is_file()) == sorted(
+        f"{first.prefix}{name}" for name in MODEL_FILES)
+
+
+def test_a_file_changed_in_the_artifact_store_is_refused_before_it_is_shipped(config: Config, spark,
+                                                                               tmp_path: Path):
+    version = register_model(config, tmp_path / "model")
+    stored, = Path(config.lake.mlflow_artifact_root).rglob(ITEM_EMBEDDINGS)
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    staging = _folder(tmp_path / "staging")
+    with pytest.raises(ArtifactIntegrityError, match=f"model version {version}: {ITEM_EMBEDDINGS} does not match"):
+        ship(spark.sparkContext, config, _card(config, version), staging)
+    assert not [path for path in staging.iterdir() if path.is_file()], "nothing was added to the job"
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path

@@ -9,11 +9,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from lake import InputError
+from lake import ArtifactIntegrityError, InputError
+from lake.artifacts import ITEM_EMBEDDINGS
 from lake.sequences import left_pad
 from lake.serving import ServingRules, build_catalogue, rank_within_category, top_items
 from scoring.ranker import USER_ROW_COLUMNS, RankPlan, load_plan, rank_batch
-from tests.scoring.conftest import CATEGORY_OF_INDEX, EXPECTED_TOP3, model_files, vocab_table
+from tests.scoring.conftest import CATEGORY_OF_INDEX, EXPECTED_TOP3, local_model, vocab_table
 
 POPULARITY = {7: 5, 6: 4, 5: 3, 2: 2, 3: 1}
 LIST = pa.list_(pa.int32())
@@ -57,7 +58,7 @@ def _plan(tmp_path: Path, top_n: int = 3, **rules) -> RankPlan:
     serve = ServingRules(top_n=top_n, exclude_behaviours=("purchase",), exclude_window_days=90,
                          honour_deny_list=True, max_per_category=rules.pop("max_per_category", 0),
                          retrieval=rules.pop("retrieval", "exact"))
-    return RankPlan(model=model_files(tmp_path / "model"), catalogue=catalogue, rules=serve,
+    return RankPlan(model=local_model(tmp_path / "model"), catalogue=catalogue, rules=serve,
                     users_per_batch=rules.pop("per_batch", 64), torch_threads=1, device="cpu")
 
 
@@ -150,3 +151,13 @@ def test_encoder_inputs_are_int64_and_left_padded(tmp_path: Path):
     list(rank_batch(loaded, _batch({40: ([3, 2], None)})))
     assert seen["dtype"] == torch.int64
     assert np.array_equal(seen["items"].numpy(), [[0, 0, 3, 2]])
+
+
+def test_an_executor_refuses_model_files_changed_after_they_were_shipped(tmp_path: Path):
+    plan = _plan(tmp_path)  # the digests are recorded, then the file changes where the executor reads it
+    shipped = Path(plan.model.folder) / ITEM_EMBEDDINGS
+    data = bytearray(shipped.read_bytes())
+    data[-1] ^= 0xFF
+    shipped.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match=f"{ITEM_EMBEDDINGS} does not match the sha256 recorded"):
+        load_plan(plan)
