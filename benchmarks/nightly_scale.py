@@ -64,11 +64,14 @@ def _arguments() -> argparse.Namespace:
 
 
 class TreeMemory:
-    """Peak RSS of a process tree, by role: the stage's driver process, JVMs, and the other (worker) processes."""
+    """Peak RSS of a process tree, by role: the stage's driver process, JVMs, and the other (worker) processes;
+    and the driver's peak of anonymous memory alone (RSS less file-backed and shared pages: memory-mapped
+    files and shared-memory segments count in RSS but are not the process's own allocations)."""
 
     def __init__(self, root: int) -> None:
         self.root = root
-        self.peaks = {"driver": 0, "jvm": 0, "workers": 0}
+        self.peaks = {"driver": 0, "jvm": 0, "workers": 0, "driver_anon": 0}
+        self.driver_processes: set[str] = set()  # what was counted as the driver, to check the roles
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -80,12 +83,17 @@ class TreeMemory:
                 processes = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            now = {"driver": 0, "jvm": 0, "workers": 0}
+            now = {"driver": 0, "jvm": 0, "workers": 0, "driver_anon": 0}
             for process in processes:
                 try:
-                    now[self._role(process)] += process.memory_info().rss
+                    memory = process.memory_info()
+                    role = self._role(process)
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
+                now[role] += memory.rss
+                if role == "driver":
+                    now["driver_anon"] += memory.rss - memory.shared
+                    self.driver_processes.add(f"{process.pid} {process.name()}")
             for role, value in now.items():
                 self.peaks[role] = max(self.peaks[role], value)
             self._stop.wait(SAMPLE_SECONDS)
@@ -103,7 +111,8 @@ class TreeMemory:
     def stop(self) -> dict[str, float]:
         self._stop.set()
         self._thread.join()
-        return {f"{role}_peak_mb": round(value / 2**20) for role, value in self.peaks.items()}
+        return {**{f"{role}_peak_mb": round(value / 2**20) for role, value in self.peaks.items()},
+                "driver_processes": sorted(self.driver_processes)}
 
 
 def _measured(command: list[str], log: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -107,7 +107,6 @@ class Trainer:
         self.resume_from = resume_from
         self.checkpoint_about = checkpoint_about or {}
         self._valid: list[Batch] | None = None
-        self._valid_candidates: list[torch.Tensor] = []
         # running total of the batches' loss weight, for the length-grouped batches' common denominator
         self._loss_mass, self._loss_batches = 0.0, 0
 
@@ -214,12 +213,13 @@ class Trainer:
             examples = TrainExamples(self.source, "valid", self.workers.shard, passes=1,
                                      user_share=self.valid_share, user_seed=self.settings.seed)
             self._valid = list(batches(examples, self.settings.batch_size, item_vocab_size=self.item_vocab_size))
-            sampler = torch.Generator().manual_seed(self.settings.seed + self.workers.rank)
-            self._valid_candidates = [
-                sampled_candidates(batch, self.settings.valid_negatives, self.item_vocab_size, sampler)
-                for batch in self._valid
-            ]
-        mine = ranking_totals(self.model, self._valid, self._valid_candidates, self.workers.device)
+        # The sampled candidates are drawn again each epoch from the same seed (the same candidates), one batch
+        # at a time: each draw needs [B, V] scratch tensors, and keeping every batch's small result in between
+        # them fragmented glibc's heap (+2.5 GB resident for 50,000 users x 30,000 items, measured).
+        sampler = torch.Generator().manual_seed(self.settings.seed + self.workers.rank)
+        candidates = (sampled_candidates(batch, self.settings.valid_negatives, self.item_vocab_size, sampler)
+                      for batch in self._valid)
+        mine = ranking_totals(self.model, self._valid, candidates, self.workers.device)
         totals = RankingTotals.from_tensor(self.workers.total(mine.as_tensor(), "valid_totals"))
         if totals.users == 0:
             raise EmptyInputError(

@@ -2,13 +2,13 @@
 
 Full: against the whole catalogue, with padding, unknown and the items already in the user's sequence masked
 (the held-out item stays a candidate even if the user saw it before), as evaluation does. Sampled: against
-``negatives`` items drawn once per row, uniformly from the items not in its sequence, and kept for every epoch,
+``negatives`` items drawn per row, uniformly from the items not in its sequence, from the same seed every epoch,
 so epochs are compared on the same candidates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -76,10 +76,11 @@ def sampled_candidates(batch: Batch, negatives: int, vocab_size: int, generator:
 
 
 @torch.no_grad()
-def ranking_totals(model: SequentialRecommender, batches: Sequence[Batch], candidates: Sequence[torch.Tensor],
+def ranking_totals(model: SequentialRecommender, batches: Iterable[Batch], candidates: Iterable[torch.Tensor],
                    device: torch.device) -> RankingTotals:
     """NDCG@10 and HR@10 sums, full and sampled, over ``batches`` of valid rows (targets all 0 but the last
-    position); ``candidates[i]`` is ``sampled_candidates`` of ``batches[i]``."""
+    position); the i-th of ``candidates`` is ``sampled_candidates`` of the i-th batch (an iterator may draw
+    each only when it is ranked)."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64)

@@ -67,9 +67,10 @@ def test_validation_ranks_a_fixed_sample_when_there_are_more_users_than_valid_ma
     assert everyone._validate().users == tiny_data.users, "the default cap is far above the tiny day's users"
     half = tiny_data.users // 2
     sampled, _ = trainer_for(config, lake, tiny_data, valid_rows=tiny_data.users, valid_max_users=half)
-    users = sampled._validate().users
+    first = sampled._validate()
+    users = first.users
     assert 0 < users < tiny_data.users
-    assert sampled._validate().users == users, "the same users every epoch"
+    assert sampled._validate() == first, "the same users and sampled candidates every epoch"
     seed = TrainSettings.from_config(tiny_config(config)).seed
     valid_ids = [r["user_id"] for r in lake.read("train_examples", partition=DS).to_pylist() if r["split"] == "valid"]
     assert users == in_user_sample(np.array(valid_ids, dtype=np.int64), half / tiny_data.users, seed).sum()
