@@ -72,13 +72,18 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
     the arithmetic, were the cost: 1.5x faster than ``F.cross_entropy`` for an Amazon Games batch (381
     positions x 23,717 items, benchmarks/train_step.py), and memory stays ``N x chunk`` for a million-item
     catalogue. Float32 throughout, under autocast too (a bf16 log-sum-exp over 10^5 terms is too coarse).
+
+    Every chunk's logits are computed into one ``[N, chunk]`` buffer, allocated once per pass: a new tensor per
+    chunk (tens of MB, 50 per pass at 100,000 items) left glibc's heap in pieces between steps, and the
+    training process's resident memory rose by up to a GB at a time (docs/benchmarks.md).
     """
 
     @staticmethod
     def forward(ctx: Any, states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.autocast(states.device.type, enabled=False):
             states, items = states.float(), items.float()
-            chunks = [torch.logsumexp(_chunk_logits(states, items, start), dim=1)
+            buffer = states.new_empty(states.shape[0], min(CATALOGUE_CHUNK, items.shape[0]))  # [N, chunk]
+            chunks = [_chunk_log_sum_exp(_chunk_logits(states, items, start, buffer))
                       for start in range(0, items.shape[0], CATALOGUE_CHUNK)]
             log_sum_exp = torch.logsumexp(torch.stack(chunks, dim=1), dim=1)  # [N]
             ctx.save_for_backward(states, items, targets, log_sum_exp)
@@ -91,21 +96,31 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
             grad = grad.float()[:, None]  # [N, 1]
             grad_states = -grad * items[targets]  # [N, H], the target term
             grad_items = torch.empty_like(items)  # [V, H]
+            buffer = states.new_empty(states.shape[0], min(CATALOGUE_CHUNK, items.shape[0]))  # [N, chunk]
             for start in range(0, items.shape[0], CATALOGUE_CHUNK):
                 chunk = items[start:start + CATALOGUE_CHUNK]
-                probabilities = _chunk_logits(states, items, start).sub_(log_sum_exp[:, None]).exp_().mul_(grad)
+                probabilities = _chunk_logits(states, items, start, buffer).sub_(log_sum_exp[:, None]).exp_().mul_(grad)
                 grad_states.addmm_(probabilities, chunk)
                 torch.mm(probabilities.T, states, out=grad_items[start:start + CATALOGUE_CHUNK])
             grad_items.index_add_(0, targets, -grad * states)
         return grad_states, grad_items, None
 
 
-def _chunk_logits(states: torch.Tensor, items: torch.Tensor, start: int) -> torch.Tensor:
-    """``[N, chunk]`` scores of the items from ``start``; padding and unknown are never candidates."""
-    logits = states @ items[start:start + CATALOGUE_CHUNK].T
+def _chunk_logits(states: torch.Tensor, items: torch.Tensor, start: int, buffer: torch.Tensor) -> torch.Tensor:
+    """``[N, chunk]`` scores of the items from ``start``, written into (a leading slice of) ``buffer``;
+    padding and unknown are never candidates."""
+    chunk = items[start:start + CATALOGUE_CHUNK]
+    logits = torch.mm(states, chunk.T, out=buffer[:, :chunk.shape[0]])
     if start < FIRST_ITEM_INDEX:
         logits[:, :FIRST_ITEM_INDEX - start] = float("-inf")
     return logits
+
+
+def _chunk_log_sum_exp(logits: torch.Tensor) -> torch.Tensor:
+    """``[N]`` log-sum-exp of each row, overwriting ``logits`` (``torch.logsumexp`` would copy them)."""
+    largest = logits.amax(dim=1, keepdim=True)  # [N, 1]
+    largest = largest.masked_fill(largest == float("-inf"), 0.0)  # a chunk of padding and unknown only: -inf
+    return largest.squeeze(1) + logits.sub_(largest).exp_().sum(dim=1).log()
 
 
 def sampled_softmax(states: torch.Tensor, targets: torch.Tensor, item_embeddings: torch.Tensor,

@@ -39,10 +39,12 @@ def test_full_softmax_is_cross_entropy_over_real_items() -> None:
     assert torch.isclose(sequence_loss("full_softmax", hidden, targets, embeddings), expected)
 
 
-@pytest.mark.parametrize("chunk", [3, 7, 2048])
+@pytest.mark.parametrize("chunk", [2, 3, 7, 2048])
 def test_full_softmax_in_catalogue_chunks_has_cross_entropys_gradients(chunk: int,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(losses, "CATALOGUE_CHUNK", chunk)  # 3: a chunk holds padding, unknown and one item
+    # 2: the first chunk is padding and unknown only; 3: a chunk holds them and one item; 7: the last chunk is
+    # narrower than the others (the reused buffer's leading columns)
+    monkeypatch.setattr(losses, "CATALOGUE_CHUNK", chunk)
     hidden, targets, embeddings = tensors()
     weights = torch.rand(3, 5, generator=torch.Generator().manual_seed(1)) + 0.5
     sequence_loss("full_softmax", hidden, targets, embeddings, weights=weights).backward()
