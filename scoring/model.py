@@ -42,10 +42,18 @@ class ShippedModel:
         return read(self.card, Path(self.folder or SparkFiles.getRootDirectory()), prefix=self.prefix)
 
 
-def ship(spark_context: SparkContext, config: Config, card: ModelCard, staging: Path) -> ShippedModel:
-    """Download ``card``'s files into ``staging`` (a folder that must outlive the job), verify them and add
-    them to the Spark job's files under a name unique to this call (Spark refuses a file name added twice
-    with a different path, and a session may score several times)."""
+def ship(spark_context: SparkContext, config: Config, card: ModelCard) -> ShippedModel:
+    """Download ``card``'s files, verify them and add them to the session's files under a name unique to this
+    call (Spark refuses a file name added twice with a different path, and a session may score several times).
+
+    The files stay on the driver's disk, in the session's own temporary folder, until the session stops: Spark
+    has no way to withdraw an added file, and an executor that joins the session later fetches every file added
+    before it.
+    """
+    from pyspark import SparkFiles
+
+    staging = Path(SparkFiles.getRootDirectory()) / "seqrec-models"
+    staging.mkdir(exist_ok=True)
     folder = download(config, card, Path(tempfile.mkdtemp(prefix="download-", dir=staging)))
     prefix = f"seqrec-model-{card.version}-{uuid.uuid4().hex[:12]}-"
     for name in MODEL_FILES:

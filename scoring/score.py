@@ -10,11 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lake import Config, EmptyInputError, Lake
@@ -53,19 +51,16 @@ class PreparedScoring:
     card: ModelCard
     recommendations: DataFrame
     plan: Broadcast[RankPlan]
-    staging: tempfile.TemporaryDirectory[str]  # the model files shipped to the executors
 
     def release(self) -> None:
-        """Free the broadcast plan on the executors and the driver's copy of the model files once the rows
-        are written."""
+        """Free the broadcast plan on the executors once the rows are written."""
         self.plan.unpersist()
-        self.staging.cleanup()
 
 
 def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_version: str | None = None,
                     now: dt.datetime | None = None) -> PreparedScoring:
     """Pick and check the model, read the inputs, ship the model and broadcast the plan; returns the lazy
-    output rows (call ``release`` once they are written)."""
+    output rows."""
     from pyspark.sql import functions as F
 
     dt.date.fromisoformat(ds)
@@ -96,20 +91,14 @@ def prepare_scoring(config: Config, ds: str, *, spark: SparkSession, model_versi
     partitions = settings.partitions or spark.sparkContext.defaultParallelism
 
     catalogue = _catalogue(lake, settings, rules, ds, item_vocab_size, events, vocab)
-    staging = tempfile.TemporaryDirectory(prefix=f"seqrec-score-{ds}-")
-    try:
-        plan = spark.sparkContext.broadcast(RankPlan(
-            model=ship(spark.sparkContext, config, card, Path(staging.name)), catalogue=catalogue, rules=rules,
-            users_per_batch=settings.users_per_batch, torch_threads=settings.torch_threads,
-            device=settings.device,
-        ))
-    except BaseException:
-        staging.cleanup()
-        raise
+    plan = spark.sparkContext.broadcast(RankPlan(
+        model=ship(spark.sparkContext, config, card), catalogue=catalogue, rules=rules,
+        users_per_batch=settings.users_per_batch, torch_threads=settings.torch_threads, device=settings.device,
+    ))
     recommendations = recommend(users.repartition(partitions, "user_id"), plan).select(
         "*", F.lit(card.version).alias("model_version"), F.lit(now).alias("generated_at"),
         F.lit(ds).alias("ds"))
-    return PreparedScoring(card, recommendations, plan, staging)
+    return PreparedScoring(card, recommendations, plan)
 
 
 def _catalogue(lake: Lake, settings: ScoreSettings, rules: ServingRules, ds: str, size: int, events: DataFrame,

@@ -64,12 +64,13 @@ def test_files_loaded_from_bytes_score_like_the_registry_loader(scoring_config: 
     assert files.max_len == 4 and files.item_vocab_size == MODEL_VOCAB_SIZE
 
 
-def test_shipped_files_reach_every_task_under_a_name_unique_to_each_job(scoring_config: Config, spark,
-                                                                        tmp_path: Path):
+def test_shipped_files_reach_every_task_under_a_name_unique_to_each_job(scoring_config: Config, spark):
     card = _card(scoring_config, "1")
-    first = ship(spark.sparkContext, scoring_config, card, _folder(tmp_path / "first"))
-    second = ship(spark.sparkContext, scoring_config, card, _folder(tmp_path / "second"))  # Spark refuses a reused name
+    first = ship(spark.sparkContext, scoring_config, card)
+    second = ship(spark.sparkContext, scoring_config, card)  # Spark refuses a name added twice
     assert first.prefix != second.prefix and first.folder is None
+    added = {uri.rsplit("/", 1)[-1] for uri in spark.sparkContext.listFiles}
+    assert {f"{shipped.prefix}{name}" for shipped in (first, second) for name in MODEL_FILES} <= added
 
     def read_in_a_task(_):
         files = first.files()
@@ -77,8 +78,6 @@ def test_shipped_files_reach_every_task_under_a_name_unique_to_each_job(scoring_
         return sorted(files.contents)
 
     assert spark.sparkContext.parallelize([0], 1).map(read_in_a_task).collect() == [sorted(MODEL_FILES)]
-    assert sorted(path.name for path in (tmp_path / "first").iterdir() if path.is_file()) == sorted(
-        f"{first.prefix}{name}" for name in MODEL_FILES)
 
 
 def test_a_file_changed_in_the_artifact_store_is_refused_before_it_is_shipped(config: Config, spark,
@@ -88,12 +87,7 @@ def test_a_file_changed_in_the_artifact_store_is_refused_before_it_is_shipped(co
     data = bytearray(stored.read_bytes())
     data[-1] ^= 0xFF
     stored.write_bytes(bytes(data))
-    staging = _folder(tmp_path / "staging")
+    added = list(spark.sparkContext.listFiles)
     with pytest.raises(ArtifactIntegrityError, match=f"model version {version}: {ITEM_EMBEDDINGS} does not match"):
-        ship(spark.sparkContext, config, _card(config, version), staging)
-    assert not [path for path in staging.iterdir() if path.is_file()], "nothing was added to the job"
-
-
-def _folder(path: Path) -> Path:
-    path.mkdir(parents=True)
-    return path
+        ship(spark.sparkContext, config, _card(config, version))
+    assert list(spark.sparkContext.listFiles) == added, "nothing was added to the session"
