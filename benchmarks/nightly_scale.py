@@ -159,10 +159,10 @@ class Nightly:
     def stage(self, stage: str, *args: str) -> dict[str, Any]:
         if stage in SPARK_STAGES:
             from lake import load_config
-            from lake.spark import submit_classpath_conf
+            from lake.spark import submit_launch_conf
 
             confs = {"spark.driver.memory": self.args.driver_memory,
-                     **submit_classpath_conf(load_config(self.config_file, environ={}))}
+                     **submit_launch_conf(load_config(self.config_file, environ={}))}
             command = [str(VENV_BIN / "spark-submit"), "--master", "local[2]",
                        *[part for key, value in confs.items() for part in ("--conf", f"{key}={value}")],
                        str(REPO / "jobs" / f"{stage}.py"), *args]

@@ -9,7 +9,8 @@ user on ds, some purchases), registers a model whose encoder sums the item embed
 - job: ``scoring.score.score`` end to end (model fetch, inputs, executors scoring, table write, summary),
   cold (the session's first: its Python workers start, import torch and load the model) and warm;
 - the nightly's cold start: ``spark-submit jobs/score.py`` in its own process, as the DAG runs it (JVM,
-  session, driver imports, workers, model: everything a night pays);
+  session, driver imports, workers, model: everything a night pays), its driver's JVM started with the
+  class archive (lake/class_archive.py) and without, alternated;
 - where the job's time goes: driver preparation, scoring without writing (Spark ``noop`` sink), the table
   write alone (the written partition rewritten from the table), and the job's final summary.
 
@@ -58,6 +59,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--work", type=Path, default=Path("/tmp/seqrec-bench-scoring"))
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--submit-rounds", type=int, default=2,
+                        help="spark-submit runs with and without the class archive, alternated.")
     return parser.parse_args()
 
 
@@ -233,23 +236,33 @@ def main() -> None:
     print(f"job (warm) {job:.2f} s / bare torch {bare:.2f} s = {job / bare:.2f}x; "
           f"job / (bare + write {write:.2f} s) = {job / (bare + write):.2f}x (goal <= 2x)")
     cold = times["job, cold (first run: workers import torch)"]
-    nightly = _spark_submit_seconds(args, config)
+    # Alternated, so a drift in the machine's speed touches both alike.
+    nightly = {with_archive: [] for with_archive in (False, True)}
+    for _ in range(args.submit_rounds):
+        for with_archive in nightly:
+            nightly[with_archive].append(_spark_submit_seconds(args, config, with_archive=with_archive))
+    plain, archived = (min(nightly[with_archive]) for with_archive in (False, True))
     print(f"job (cold) {cold:.2f} s = {cold / (bare + write):.2f}x bare + write; spark-submit jobs/score.py "
-          f"(the nightly's cold start, JVM included) {nightly:.2f} s = {nightly / (bare + write):.2f}x")
+          f"(the nightly's cold start, JVM included; best of {args.submit_rounds}): {archived:.2f} s = "
+          f"{archived / (bare + write):.2f}x with the class archive, {plain:.2f} s = {plain / (bare + write):.2f}x "
+          f"without (the archive saves {plain - archived:.2f} s, {plain / archived:.2f}x)")
 
 
-def _spark_submit_seconds(args: argparse.Namespace, config: Config) -> float:
-    """Wall seconds of ``spark-submit jobs/score.py`` in its own process, on the same lake and settings."""
+def _spark_submit_seconds(args: argparse.Namespace, config: Config, *, with_archive: bool) -> float:
+    """Wall seconds of ``spark-submit jobs/score.py`` in its own process, on the same lake and settings, its
+    driver's JVM started with or without the class archive (lake/class_archive.py)."""
     import subprocess
 
     import yaml
 
-    from lake.spark import submit_classpath_conf
+    from lake.spark import submit_launch_conf
 
     config_file = args.work / "seqrec.yaml"
     config_file.write_text(yaml.safe_dump(json.loads(json.dumps(config.overrides)), sort_keys=False))
     bin_dir = Path(sys.executable).parent
-    confs = {"spark.driver.memory": "6g", **submit_classpath_conf(config)}
+    confs = {"spark.driver.memory": "6g", **submit_launch_conf(config, with_archive=with_archive)}
+    if with_archive and "SharedArchiveFile" not in confs.get("spark.driver.extraJavaOptions", ""):
+        raise SystemExit("no class archive to compare with: python -m lake.class_archive builds it")
     command = [str(bin_dir / "spark-submit"), "--master", args.master,
                *[part for key, value in confs.items() for part in ("--conf", f"{key}={value}")],
                str(REPO / "jobs" / "score.py"), "--ds", DS]
@@ -258,7 +271,8 @@ def _spark_submit_seconds(args: argparse.Namespace, config: Config) -> float:
     started = time.perf_counter()
     subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
     seconds = time.perf_counter() - started
-    print(f"  {'spark-submit jobs/score.py (own process)':<44} {seconds:8.2f} s", flush=True)
+    label = f"spark-submit jobs/score.py ({'class archive' if with_archive else 'no archive'})"
+    print(f"  {label:<44} {seconds:8.2f} s", flush=True)
     return seconds
 
 

@@ -43,6 +43,7 @@ from seqrec_settings import (
     seqrec_command,
     setting,
     spark_classpath,
+    spark_java_options,
     summary,
     training_reasons,
 )
@@ -93,7 +94,8 @@ def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOpe
         name=f"seqrec-{stage}-{{{{ ds }}}}",
         conf={"spark.driver.memory": "{{ setting('SEQREC_SPARK_DRIVER_MEMORY') }}",
               "spark.driver.extraClassPath": "{{ spark_classpath() }}",
-              "spark.executor.extraClassPath": "{{ spark_classpath() }}"},
+              "spark.executor.extraClassPath": "{{ spark_classpath() }}",
+              "spark.driver.extraJavaOptions": "{{ spark_java_options() }}"},
         env_vars=JOB_ENV,
         execution_timeout=timeout,
     )
@@ -120,7 +122,7 @@ def spark_stage(stage: str, *args: str, timeout: dt.timedelta) -> SparkSubmitOpe
     params={"force_train": Param(False, type="boolean",
                                  description="Train a new model this run whatever the weekday.")},
     user_defined_macros={"setting": setting, "job_env": job_env, "raw_source": raw_source,
-                         "spark_classpath": spark_classpath},
+                         "spark_classpath": spark_classpath, "spark_java_options": spark_java_options},
     tags=["seqrec"],
     doc_md=__doc__,
 )

@@ -4,8 +4,8 @@ DAG, is listed in .airflowignore, and is unit-tested without Airflow in tests/da
 
 Settings are environment variables of the Airflow workers, read when a task runs: SEQREC_REPO,
 SEQREC_JOB_VENV, SEQREC_LAKE_ROOT, SEQREC_SOURCE, SEQREC_TRAIN_NP, SEQREC_TRAIN_WEEKDAYS,
-SEQREC_SPARK_DRIVER_MEMORY, SEQREC_SPARK_JARS_DIR; SEQREC__<SECTION>__<KEY> variables reach the jobs
-unchanged.
+SEQREC_SPARK_DRIVER_MEMORY, SEQREC_SPARK_JARS_DIR, SEQREC_SPARK_CLASS_ARCHIVE; SEQREC__<SECTION>__<KEY>
+variables reach the jobs unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "seqrec_command",
     "setting",
     "spark_classpath",
+    "spark_java_options",
     "summary",
     "training_reasons",
 ]
@@ -44,6 +45,8 @@ _DEFAULTS = {
     "SEQREC_SPARK_DRIVER_MEMORY": "2g",
     # Delta's and hadoop-aws's jars (scripts/fetch_spark_jars.sh), at the same path on every Spark host.
     "SEQREC_SPARK_JARS_DIR": "~/.cache/seqrec/jars",
+    # The drivers' JVM class archive (lake/class_archive.py; scripts/setup.sh builds it for those jars).
+    "SEQREC_SPARK_CLASS_ARCHIVE": "~/.cache/seqrec/jvm/driver-classes.jsa",
 }
 
 
@@ -54,7 +57,7 @@ def _repo() -> str:
 def setting(name: str) -> str:
     """DAG setting ``name``: the worker's environment variable if set, else its default."""
     value = os.environ.get(name) or _DEFAULTS[name].format(repo=_repo())
-    if name == "SEQREC_SPARK_JARS_DIR":
+    if name in ("SEQREC_SPARK_JARS_DIR", "SEQREC_SPARK_CLASS_ARCHIVE"):
         value = os.path.expanduser(value)
     if name == "SEQREC_LAKE_ROOT" and "://" not in value:
         value = os.path.join(_repo(), value)  # a relative root must not depend on the worker's cwd
@@ -64,7 +67,7 @@ def setting(name: str) -> str:
 JOB_ENV_NAMES = (
     "PATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SEQREC__LAKE__ROOT",
     "SEQREC__LAKE__MLFLOW_TRACKING_URI", "SEQREC__LAKE__MLFLOW_ARTIFACT_ROOT", "SEQREC__LAKE__REPORTS_DIR",
-    "SEQREC__SPARK__JARS_DIR",
+    "SEQREC__SPARK__JARS_DIR", "SEQREC__SPARK__CLASS_ARCHIVE",
 )
 
 
@@ -90,6 +93,7 @@ def job_env(name: str) -> str:
         # Reports are files people open: next to a local lake, else in the repo's var/ on the worker.
         "SEQREC__LAKE__REPORTS_DIR": f"{root}/reports" if "://" not in root else f"{_repo()}/var/reports",
         "SEQREC__SPARK__JARS_DIR": setting("SEQREC_SPARK_JARS_DIR"),
+        "SEQREC__SPARK__CLASS_ARCHIVE": setting("SEQREC_SPARK_CLASS_ARCHIVE"),
     }
     return values[name]
 
@@ -104,6 +108,13 @@ def spark_classpath() -> str:
     starts the JVM, so Delta's and hadoop-aws's jars go on it there (executors look at the same path)."""
     folder = Path(setting("SEQREC_SPARK_JARS_DIR"))
     return ":".join(sorted(str(jar) for jar in folder.glob("*.jar"))) if folder.is_dir() else ""
+
+
+def spark_java_options() -> str:
+    """The driver's JVM option mapping SEQREC_SPARK_CLASS_ARCHIVE when that file exists, else "": like the
+    classpath, spark-submit fixes the JVM's options when it starts it."""
+    archive = setting("SEQREC_SPARK_CLASS_ARCHIVE")
+    return f"-XX:SharedArchiveFile={archive}" if os.path.isfile(archive) else ""
 
 
 def seqrec_command(args: str) -> str:

@@ -177,6 +177,7 @@ class SparkSettings:
     master: str
     app_name: str
     jars_dir: str
+    class_archive: str
     conf: dict
 
     def jars(self) -> list[str]:

@@ -6,8 +6,9 @@ Two ways a stage starts Spark:
   section decides everything: the master, the driver's memory and classpath, the session's settings;
 - under ``spark-submit`` (``jobs/<stage>.py``, the Airflow DAG): spark-submit launched the JVM, so its
   ``--master`` and ``--conf`` values win and the config only fills in what they leave unset. The driver's
-  classpath is fixed by then: pass Delta's jars with ``--conf spark.driver.extraClassPath=...``
-  (:func:`submit_classpath_conf` gives the values; the DAG passes them).
+  classpath and Java options are fixed by then: pass Delta's jars with ``--conf
+  spark.driver.extraClassPath=...`` and the class archive with ``--conf spark.driver.extraJavaOptions=...``
+  (:func:`submit_launch_conf` gives the values; the DAG passes them).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lake.storage import spark_s3_conf
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["delta_jars_loaded", "get_spark", "submit_classpath_conf", "under_spark_submit"]
+__all__ = ["delta_jars_loaded", "get_spark", "submit_launch_conf", "under_spark_submit"]
 
 # Settings every stage relies on, whatever the user's config says.
 _REQUIRED_CONF = {
@@ -38,6 +39,7 @@ _DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 _DELTA_CLASS = "io.delta.tables.DeltaTable"
+_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def under_spark_submit() -> bool:
@@ -45,13 +47,21 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def submit_classpath_conf(config: Config) -> dict[str, str]:
-    """The ``--conf`` values that put ``spark.jars_dir``'s jars on the driver's and executors' classpath."""
+def submit_launch_conf(config: Config, *, with_archive: bool = True) -> dict[str, str]:
+    """The ``--conf`` values a driver's JVM needs when it starts: ``spark.jars_dir``'s jars on the driver's
+    and executors' classpath and, when ``with_archive`` and the file exists, the class archive
+    (:mod:`lake.class_archive`) after the driver's Java options from ``spark.conf``."""
+    from lake.class_archive import java_options
+
+    launch: dict[str, str] = {}
     jars = config.spark.jars()
-    if not jars:
-        return {}
-    classpath = ":".join(jars)
-    return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    if jars:
+        classpath = ":".join(jars)
+        launch = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    options = [str(config.spark.conf.get(_JAVA_OPTIONS, "")), java_options(config) if with_archive else ""]
+    if any(options):
+        launch[_JAVA_OPTIONS] = " ".join(option for option in options if option)
+    return launch
 
 
 def _wants_delta(config: Config) -> bool:
@@ -68,11 +78,12 @@ def get_spark(config: Config) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     wanted: dict[str, str] = {"spark.master": settings.master, "spark.app.name": settings.app_name,
-                              **submit_classpath_conf(config)}
+                              **submit_launch_conf(config)}
     if _wants_delta(config):
         wanted.update(_DELTA_CONF)
     wanted.update(spark_s3_conf(config.lake.root, config.lake.storage_options))
-    wanted.update({key: str(value) for key, value in settings.conf.items()})
+    # The driver's Java options came in whole from submit_launch_conf, with the archive after them.
+    wanted.update({key: str(value) for key, value in settings.conf.items() if key != _JAVA_OPTIONS})
     submitted = _submitted_conf() if under_spark_submit() else {}
     builder = SparkSession.builder
     for key, value in wanted.items():
@@ -83,7 +94,7 @@ def get_spark(config: Config) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if config.lake.spark_backend == "delta-spark" and not delta_jars_loaded(spark):
-        flags = " ".join(f"--conf {k}={v}" for k, v in submit_classpath_conf(config).items())
+        flags = " ".join(f"--conf {k}={v}" for k, v in submit_launch_conf(config).items())
         raise ConfigError(
             "lake.spark_backend is delta-spark but this Spark session cannot load Delta's classes. "
             + (f"Under spark-submit, pass {flags}" if under_spark_submit() and flags else

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lake import Config
-from lake.spark import submit_classpath_conf
+from lake.spark import submit_launch_conf
 from tests.cluster.hosts import TwoHosts
 from tests.cluster.hosts import two_hosts as start_two_hosts
 from tests.reliability.harness import write_config_file
@@ -62,7 +62,7 @@ def spark_submit(stage: str, args: list[str], *, config: Config, master: str, wo
     runs a stage: the job venv first on PATH, the driver on loopback, Delta's jars on the driver's classpath."""
     config_file = write_config_file(config, workdir / f"{stage}-config.yaml")
     confs = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
-             "spark.driver.memory": "1g", "spark.executor.memory": "1g", **submit_classpath_conf(config)}
+             "spark.driver.memory": "1g", "spark.executor.memory": "1g", **submit_launch_conf(config)}
     command = [str(VENV_BIN / "spark-submit"), "--master", master,
                *[part for key, value in confs.items() for part in ("--conf", f"{key}={value}")],
                str(REPO / "jobs" / f"{stage}.py"), *args]

@@ -231,6 +231,11 @@ def test_dag_imports_with_the_expected_graph(tmp_path: Path) -> None:
     assert ingest["conf"]["spark.driver.extraClassPath"] == ingest["conf"]["spark.executor.extraClassPath"] == \
         ":".join(jars)
     assert env["SEQREC__SPARK__JARS_DIR"] == str(Path.home() / ".cache" / "seqrec" / "jars")
+    # and the JVM's options too: the class archive setup built, mapped when the driver starts
+    archive = Path.home() / ".cache" / "seqrec" / "jvm" / "driver-classes.jsa"
+    assert archive.is_file(), "scripts/setup.sh builds it (python -m lake.class_archive)"
+    assert ingest["conf"]["spark.driver.extraJavaOptions"] == f"-XX:SharedArchiveFile={archive}"
+    assert env["SEQREC__SPARK__CLASS_ARCHIVE"] == str(archive)
 
     assert out["training_days"] == {"sun": ["2017-11-26"], "daily": ["2017-11-25", "2017-11-26", "2017-11-27"],
                                     "Mon, sat": ["2017-11-25", "2017-11-27"]}

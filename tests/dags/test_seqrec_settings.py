@@ -56,6 +56,14 @@ def test_spark_classpath_lists_the_jars_sorted(monkeypatch, tmp_path: Path):
     assert settings.spark_classpath() == ""
 
 
+def test_spark_java_options_map_the_class_archive_only_when_it_exists(monkeypatch, tmp_path: Path):
+    archive = tmp_path / "driver-classes.jsa"
+    monkeypatch.setenv("SEQREC_SPARK_CLASS_ARCHIVE", str(archive))
+    assert settings.spark_java_options() == ""
+    archive.write_bytes(b"")
+    assert settings.spark_java_options() == f"-XX:SharedArchiveFile={archive}"
+
+
 def test_seqrec_command_quotes_the_venv_and_stops_on_errors(monkeypatch):
     monkeypatch.setenv("SEQREC_JOB_VENV", "/opt/seqrec venv")
     assert settings.seqrec_command("champion") == "set -euo pipefail\n'/opt/seqrec venv/bin/seqrec' champion"
