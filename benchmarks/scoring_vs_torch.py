@@ -262,7 +262,7 @@ def _spark_submit_seconds(args: argparse.Namespace, config: Config, *, with_arch
     bin_dir = Path(sys.executable).parent
     confs = {"spark.driver.memory": "6g", **submit_launch_conf(config, with_archive=with_archive)}
     if with_archive and "SharedArchiveFile" not in confs.get("spark.driver.extraJavaOptions", ""):
-        raise SystemExit("no class archive to compare with: python -m lake.class_archive builds it")
+        raise SystemExit("no class archive to compare with: python -m lake.class_archive_build builds it")
     command = [str(bin_dir / "spark-submit"), "--master", args.master,
                *[part for key, value in confs.items() for part in ("--conf", f"{key}={value}")],
                str(REPO / "jobs" / "score.py"), "--ds", DS]

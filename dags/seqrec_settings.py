@@ -45,8 +45,8 @@ _DEFAULTS = {
     "SEQREC_SPARK_DRIVER_MEMORY": "2g",
     # Delta's and hadoop-aws's jars (scripts/fetch_spark_jars.sh), at the same path on every Spark host.
     "SEQREC_SPARK_JARS_DIR": "~/.cache/seqrec/jars",
-    # The drivers' JVM class archive (lake/class_archive.py; scripts/setup.sh builds it for those jars).
-    "SEQREC_SPARK_CLASS_ARCHIVE": "~/.cache/seqrec/jvm/driver-classes.jsa",
+    # The drivers' JVM class archive (lake/class_archive.py; scripts/setup.sh builds it in the job venv).
+    "SEQREC_SPARK_CLASS_ARCHIVE": "{job_venv}/share/seqrec/driver-classes.jsa",
 }
 
 
@@ -56,6 +56,8 @@ def _repo() -> str:
 
 def setting(name: str) -> str:
     """DAG setting ``name``: the worker's environment variable if set, else its default."""
+    if name == "SEQREC_SPARK_CLASS_ARCHIVE" and not os.environ.get(name):
+        return _DEFAULTS[name].format(job_venv=setting("SEQREC_JOB_VENV"))
     value = os.environ.get(name) or _DEFAULTS[name].format(repo=_repo())
     if name in ("SEQREC_SPARK_JARS_DIR", "SEQREC_SPARK_CLASS_ARCHIVE"):
         value = os.path.expanduser(value)

@@ -5,107 +5,39 @@ the thousands of classes of Spark, Delta, Hadoop and Arrow it loads. The JDK can
 verified in a file it maps at start (AppCDS's dynamic archive, JEP 350). ``build`` records one by running
 a small workload through the stages' own code paths (Delta writes and reads through :class:`lake.Lake`, a
 shuffle, a window, Arrow to and from Python) under ``-XX:ArchiveClassesAtExit``; :func:`java_options` then
-gives drivers ``-XX:SharedArchiveFile``. scripts/setup.sh builds it after fetching the jars.
+gives drivers ``-XX:SharedArchiveFile``. scripts/setup.sh builds it after fetching the jars
+(:mod:`lake.class_archive_build`).
 
 The archive is only ever a speed-up: classes it lacks load as before, and an archive the JVM cannot use
 (other jars on the classpath, another JDK) is refused with one warning line and the JVM starts without it.
 Executors on a cluster start their own JVMs with another classpath; the archive is for the driver (and
 so for every ``local[N]`` run, whose executors live in the driver's JVM).
 
-    .venv/bin/python -m lake.class_archive        # (re)build spark.class_archive for this config
+    .venv/bin/python -m lake.class_archive_build        # (re)build spark.class_archive for this config
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from lake.config import Config, load_config
+from lake.config import Config
 
-__all__ = ["archive_path", "build", "java_options"]
-
-_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+__all__ = ["archive_path", "java_options"]
 
 
 def archive_path(config: Config) -> Path | None:
-    """Where ``spark.class_archive`` keeps the archive; None when the setting is empty (archive off)."""
+    """Where ``spark.class_archive`` keeps the archive; None when the setting is empty (archive off).
+
+    ``{venv}`` stands for this interpreter's environment: the archive records the classpath, and Spark's own
+    jars are in the environment's pyspark, so each job environment needs its own archive.
+    """
     path = config.spark.class_archive
-    return Path(os.path.expanduser(path)) if path else None
+    return Path(os.path.expanduser(path.replace("{venv}", sys.prefix))) if path else None
 
 
 def java_options(config: Config) -> str:
     """The driver's JVM option that maps the archive, or "" when there is none to map."""
     path = archive_path(config)
     return f"-XX:SharedArchiveFile={path}" if path is not None and path.is_file() else ""
-
-
-def build(config: Config) -> Path:
-    """Run the workload in a fresh spark-submit that dumps the classes it loaded; returns the archive.
-
-    The new archive replaces the old one only once it is complete: a driver starting meanwhile maps the
-    previous file or none.
-    """
-    from lake.spark import submit_launch_conf
-
-    path = archive_path(config)
-    if path is None:
-        raise ValueError("spark.class_archive is empty: set it to the file the archive should go to")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    confs = submit_launch_conf(config, with_archive=False)
-    confs[_JAVA_OPTIONS] = f"{confs.get(_JAVA_OPTIONS, '')} -XX:ArchiveClassesAtExit={partial} -Xlog:cds=off".strip()
-    spark_submit = Path(sys.executable).parent / "spark-submit"
-    # Local mode: the archive is the driver's, and setup must not need a cluster to build it.
-    command = [str(spark_submit), "--master", "local[2]",
-               *[part for key, value in confs.items() for part in ("--conf", f"{key}={value}")],
-               __file__, "--workload"]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    try:
-        finished = subprocess.run(command, env=env, capture_output=True, text=True)
-        if finished.returncode != 0 or not partial.is_file():
-            raise RuntimeError(f"the class-archive workload failed (exit {finished.returncode}):\n"
-                               f"{finished.stdout[-2000:]}{finished.stderr[-3000:]}")
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
-
-
-def _workload(config: Config) -> None:
-    """What the stages do, small: Delta commits and reads, a shuffle, a window, Arrow both ways."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    from lake.spark import delta_jars_loaded, get_spark
-    from lake.tables import Lake
-
-    # "auto" configures Delta's session extension whenever its jars are there, so both writers can run.
-    spark = get_spark(config.with_overrides({"lake": {"spark_backend": "auto"}}))
-    backends = ["delta-rs"] + (["delta-spark"] if delta_jars_loaded(spark) else [])
-    with tempfile.TemporaryDirectory(prefix="seqrec-class-archive-") as root:
-        for backend in backends:
-            lake = Lake.from_config(config.with_overrides(
-                {"lake": {"root": f"{root}/{backend}", "spark_backend": backend}}), spark=spark)
-            vocab = spark.range(2, 40).select((F.col("id") + 100).alias("item_id"),
-                                              F.col("id").cast("int").alias("item_index"),
-                                              F.lit("2017-11-25").alias("first_seen_ds"))
-            lake.write("item_vocab", vocab, mode="overwrite")
-            rows = spark.range(0, 2000, numPartitions=2).select(
-                (F.col("id") % 50).alias("user_id"), F.col("id").alias("item_id"),
-                F.when(F.col("id") % 7 == 0, "purchase").otherwise("click").alias("behaviour"))
-            ranked = rows.withColumn("position", F.row_number().over(
-                Window.partitionBy("user_id").orderBy("item_id"))).groupBy("user_id").agg(
-                F.collect_list("item_id").alias("items"), F.max("position").alias("length"))
-            ranked.join(lake.read_spark("item_vocab"), F.col("length") == F.col("item_index"), "left").toArrow()
-            rows.mapInArrow(lambda batches: (batch for batch in batches), rows.schema).count()
-    spark.stop()
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--workload"]:
-        _workload(load_config())
-    else:
-        print(f"class archive written: {build(load_config())}")

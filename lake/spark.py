@@ -17,6 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from lake.class_archive import java_options
 from lake.config import Config
 from lake.errors import ConfigError
 from lake.storage import spark_s3_conf
@@ -51,8 +52,6 @@ def submit_launch_conf(config: Config, *, with_archive: bool = True) -> dict[str
     """The ``--conf`` values a driver's JVM needs when it starts: ``spark.jars_dir``'s jars on the driver's
     and executors' classpath and, when ``with_archive`` and the file exists, the class archive
     (:mod:`lake.class_archive`) after the driver's Java options from ``spark.conf``."""
-    from lake.class_archive import java_options
-
     launch: dict[str, str] = {}
     jars = config.spark.jars()
     if jars:

@@ -26,7 +26,7 @@ trap 'echo "setup FAILED at step: $STEP (see the output above)" >&2' ERR
 step() { STEP="$1"; printf '\n==> [%4ss] %s\n' "$((SECONDS - START))" "$1"; }
 
 INPUTS=("$ROOT/requirements/"*.txt "$ROOT/scripts/setup.sh" "$ROOT/scripts/build_horovod.sh"
-        "$ROOT/scripts/fetch_spark_jars.sh" "$ROOT/pyproject.toml" "$ROOT/lake/class_archive.py")
+        "$ROOT/scripts/fetch_spark_jars.sh" "$ROOT/pyproject.toml" "$ROOT/lake/class_archive.py" "$ROOT/lake/class_archive_build.py")
 STAMP="$JOB_VENV/.seqrec-setup-$(cat "${INPUTS[@]}" | sha256sum | cut -c1-16)"
 if [ -f "$STAMP" ] && [ -x "$AIRFLOW_VENV/bin/airflow" ] && [ "${SEQREC_FORCE_SETUP:-0}" != 1 ]; then
   echo "setup: environments are up to date ($STAMP); SEQREC_FORCE_SETUP=1 reinstalls"
@@ -118,7 +118,7 @@ step "seqrec package (editable) in the job environment"
 "$JPY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
 
 step "JVM class archive for the drivers (lake/class_archive.py: every stage's JVM starts sooner)"
-"$JPY" -m lake.class_archive
+"$JPY" -m lake.class_archive_build
 
 step "Airflow environment: $AIRFLOW_VENV"
 [ -x "$AIRFLOW_VENV/bin/python" ] || "$PYTHON" -m venv "$AIRFLOW_VENV"

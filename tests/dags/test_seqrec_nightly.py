@@ -232,8 +232,8 @@ def test_dag_imports_with_the_expected_graph(tmp_path: Path) -> None:
         ":".join(jars)
     assert env["SEQREC__SPARK__JARS_DIR"] == str(Path.home() / ".cache" / "seqrec" / "jars")
     # and the JVM's options too: the class archive setup built, mapped when the driver starts
-    archive = Path.home() / ".cache" / "seqrec" / "jvm" / "driver-classes.jsa"
-    assert archive.is_file(), "scripts/setup.sh builds it (python -m lake.class_archive)"
+    archive = REPO / ".venv" / "share" / "seqrec" / "driver-classes.jsa"
+    assert archive.is_file(), "scripts/setup.sh builds it (python -m lake.class_archive_build)"
     assert ingest["conf"]["spark.driver.extraJavaOptions"] == f"-XX:SharedArchiveFile={archive}"
     assert env["SEQREC__SPARK__CLASS_ARCHIVE"] == str(archive)
 

@@ -42,6 +42,10 @@ def test_the_users_java_options_are_kept_before_the_archive(tmp_path: Path):
     assert submit_launch_conf(config, with_archive=False)[JAVA_OPTIONS] == "-Dfile.encoding=UTF-8"
 
 
+def test_the_default_archive_lives_in_the_job_environment():
+    assert archive_path(load_config(environ={})) == Path(sys.prefix) / "share" / "seqrec" / "driver-classes.jsa"
+
+
 def test_an_empty_setting_turns_the_archive_off(tmp_path: Path):
     config = _config(tmp_path, "")
     assert archive_path(config) is None
@@ -66,7 +70,7 @@ def _start_driver(tmp_path: Path, config_overrides: str, log: Path) -> subproces
 @pytest.mark.slow
 def test_a_driver_loads_spark_from_the_archive_setup_built(tmp_path: Path):
     archive = archive_path(load_config(environ={}))
-    assert archive is not None and archive.is_file(), "scripts/setup.sh builds it: python -m lake.class_archive"
+    assert archive is not None and archive.is_file(), "scripts/setup.sh builds it: python -m lake.class_archive_build"
     log = tmp_path / "classes.log"
     started = _start_driver(tmp_path, "spark:\n", log)
     assert "ROWS 100" in started.stdout, started.stderr[-2000:]
@@ -83,7 +87,7 @@ def test_a_driver_loads_spark_from_the_archive_setup_built(tmp_path: Path):
 
 
 def test_a_failed_build_keeps_the_archive_there_was(tmp_path: Path, monkeypatch):
-    from lake import class_archive
+    from lake import class_archive_build
 
     archive = tmp_path / "driver-classes.jsa"
     archive.write_bytes(b"the previous archive")
@@ -95,9 +99,9 @@ def test_a_failed_build_keeps_the_archive_there_was(tmp_path: Path, monkeypatch)
         Path(dump.split("ArchiveClassesAtExit=")[1].split()[0]).write_bytes(b"half an archive")
         return subprocess.CompletedProcess(command, 1, stdout="", stderr="Py4JError: the workload broke")
 
-    monkeypatch.setattr(class_archive.subprocess, "run", failing_workload)
+    monkeypatch.setattr(class_archive_build.subprocess, "run", failing_workload)
     with pytest.raises(RuntimeError, match="the workload broke"):
-        class_archive.build(_config(tmp_path, str(archive)))
+        class_archive_build.build(_config(tmp_path, str(archive)))
     assert seen["command"][-1] == "--workload"
     assert archive.read_bytes() == b"the previous archive"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["driver-classes.jsa"]
