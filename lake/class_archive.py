@@ -2,11 +2,11 @@
 
 Each nightly stage is its own spark-submit, so each pays the JVM's start: finding, parsing and verifying
 the thousands of classes of Spark, Delta, Hadoop and Arrow it loads. The JDK can keep them parsed and
-verified in a file it maps at start (AppCDS's dynamic archive, JEP 350). ``build`` records one by running
-a small workload through the stages' own code paths (Delta writes and reads through :class:`lake.Lake`, a
-shuffle, a window, Arrow to and from Python) under ``-XX:ArchiveClassesAtExit``; :func:`java_options` then
-gives drivers ``-XX:SharedArchiveFile``. scripts/setup.sh builds it after fetching the jars
-(:mod:`lake.class_archive_build`).
+verified in a file it maps at start (AppCDS's dynamic archive, JEP 350). :mod:`lake.class_archive_build`
+records one by running a small workload through the stages' own code paths (Delta writes and reads through
+:class:`lake.Lake`, a shuffle, a window, Arrow to and from Python) under ``-XX:ArchiveClassesAtExit``;
+:func:`java_options` then gives drivers ``-XX:SharedArchiveFile``. scripts/setup.sh builds it after fetching
+the jars.
 
 The archive is only ever a speed-up: classes it lacks load as before, and an archive the JVM cannot use
 (other jars on the classpath, another JDK) is refused with one warning line and the JVM starts without it.
