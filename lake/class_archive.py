@@ -24,7 +24,10 @@ from pathlib import Path
 
 from lake.config import Config
 
-__all__ = ["archive_path", "java_options"]
+__all__ = ["DRIVER_JAVA_OPTIONS", "archive_path", "java_options"]
+
+# The Spark setting the archive's JVM option travels in, after the user's own options.
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def archive_path(config: Config) -> Path | None:

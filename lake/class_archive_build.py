@@ -12,13 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lake.class_archive import archive_path
+from lake.class_archive import DRIVER_JAVA_OPTIONS, archive_path
 from lake.config import Config, load_config
 from lake.spark import submit_launch_conf
 
 __all__ = ["build"]
-
-_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def build(config: Config) -> Path:
@@ -33,7 +31,8 @@ def build(config: Config) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     confs = submit_launch_conf(config, with_archive=False)
-    confs[_JAVA_OPTIONS] = f"{confs.get(_JAVA_OPTIONS, '')} -XX:ArchiveClassesAtExit={partial} -Xlog:cds=off".strip()
+    dump = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=off"
+    confs[DRIVER_JAVA_OPTIONS] = f"{confs.get(DRIVER_JAVA_OPTIONS, '')} {dump}".strip()
     spark_submit = Path(sys.executable).parent / "spark-submit"
     # Local mode: the archive is the driver's, and setup must not need a cluster to build it.
     command = [str(spark_submit), "--master", "local[2]",

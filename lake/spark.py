@@ -17,7 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from lake.class_archive import java_options
+from lake.class_archive import DRIVER_JAVA_OPTIONS, java_options
 from lake.config import Config
 from lake.errors import ConfigError
 from lake.storage import spark_s3_conf
@@ -40,7 +40,6 @@ _DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 _DELTA_CLASS = "io.delta.tables.DeltaTable"
-_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def under_spark_submit() -> bool:
@@ -57,9 +56,9 @@ def submit_launch_conf(config: Config, *, with_archive: bool = True) -> dict[str
     if jars:
         classpath = ":".join(jars)
         launch = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
-    options = [str(config.spark.conf.get(_JAVA_OPTIONS, "")), java_options(config) if with_archive else ""]
+    options = [str(config.spark.conf.get(DRIVER_JAVA_OPTIONS, "")), java_options(config) if with_archive else ""]
     if any(options):
-        launch[_JAVA_OPTIONS] = " ".join(option for option in options if option)
+        launch[DRIVER_JAVA_OPTIONS] = " ".join(option for option in options if option)
     return launch
 
 
@@ -82,7 +81,7 @@ def get_spark(config: Config) -> SparkSession:
         wanted.update(_DELTA_CONF)
     wanted.update(spark_s3_conf(config.lake.root, config.lake.storage_options))
     # The driver's Java options came in whole from submit_launch_conf, with the archive after them.
-    wanted.update({key: str(value) for key, value in settings.conf.items() if key != _JAVA_OPTIONS})
+    wanted.update({key: str(value) for key, value in settings.conf.items() if key != DRIVER_JAVA_OPTIONS})
     submitted = _submitted_conf() if under_spark_submit() else {}
     builder = SparkSession.builder
     for key, value in wanted.items():
