@@ -239,9 +239,12 @@ class Trainer:
             metrics["valid_sampled_hr@10"], metrics["sequences_per_second"], metrics["epoch_seconds"],
             progress.metric, progress.best_score, progress.best_epoch,
         )
-        if self.log_metrics is not None:
-            self.log_metrics(metrics, progress.epoch)
+        # checkpoint before logging: an epoch in the run's history is one a resume will not train again; the
+        # manifest keeps the epoch's metrics so a resume can log them if the job died between the two
         if self.checkpoints is not None:
             state = {"model": self.model.state_dict(), "progress": progress.state(),
                      "optimizer": optimizer.state_dict() if optimizer is not None else {}}
-            self.checkpoints.save(state, epoch=progress.epoch, about=self.checkpoint_about)
+            self.checkpoints.save(state, epoch=progress.epoch,
+                                  about={**self.checkpoint_about, "metrics": {k: float(v) for k, v in metrics.items()}})
+        if self.log_metrics is not None:
+            self.log_metrics(metrics, progress.epoch)

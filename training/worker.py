@@ -152,7 +152,23 @@ def _chief_run(config: Config, settings: TrainSettings, request: TrainRequest, c
                 mlflow.log_params({**settings.as_dict(), "ds": request.ds, "world_size": workers.size,
                                    **{f"{table}_version": v for table, v in request.versions.items()}})
             mlflow.set_tags({"seqrec.ds": request.ds, "seqrec.launch_id": request.launch_id})
+            if previous is not None:
+                _log_checkpointed_epoch(run.info.run_id, previous)
             yield run.info.run_id
+
+
+def _log_checkpointed_epoch(run_id: str, manifest: dict[str, Any]) -> None:
+    """Log the resumed checkpoint's epoch if the killed run died between checkpointing and logging it."""
+    from mlflow.tracking import MlflowClient
+
+    metrics, epoch = manifest.get("metrics"), manifest["epoch"]
+    if not metrics:
+        return  # a checkpoint from before the manifest kept its epoch's metrics
+    first = mlflow_metric_name(next(iter(metrics)))
+    if any(entry.step == epoch for entry in MlflowClient().get_metric_history(run_id, first)):
+        return
+    log.info("logging epoch %d's metrics from its checkpoint: the killed run did not log them", epoch)
+    _log_epoch(metrics, epoch)
 
 
 def _log_epoch(metrics: dict[str, float], epoch: int) -> None:

@@ -90,3 +90,24 @@ def test_resume_continues_the_same_run_from_the_checkpoint(config: Config, lake:
     fresh = launch(tiny_config(config, epochs=1), DS)  # without --resume, earlier checkpoints are dropped
     assert fresh.run_id != first.run_id
     assert [step for step, _ in metric_history(config, fresh.run_id, "train_loss")] == [1]
+
+
+def test_an_epoch_checkpointed_but_not_logged_is_logged_once_on_resume(
+        config: Config, lake: Lake, tiny_data: TinyData, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import worker
+
+    log_epoch = worker._log_epoch
+
+    def die_before_logging_epoch_2(metrics: dict[str, float], epoch: int) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt("killed between epoch 2's checkpoint and its metrics")
+        log_epoch(metrics, epoch)
+
+    monkeypatch.setattr(worker, "_log_epoch", die_before_logging_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        launch(tiny_config(config, epochs=4, patience=10), DS)
+    monkeypatch.setattr(worker, "_log_epoch", log_epoch)
+
+    resumed = launch(tiny_config(config, epochs=4, patience=10), DS, resume=True)
+    for key in EPOCH_METRICS:
+        assert [step for step, _ in metric_history(config, resumed.run_id, key)] == [1, 2, 3, 4], key
