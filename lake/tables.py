@@ -243,6 +243,27 @@ class Lake:
         except Exception as exc:
             raise _lake_error_from_worker(exc) from exc
 
+    def republish(self, source: str, *, version: int, partition: str, into: str) -> int:
+        """Overwrite table ``into`` with partition ``partition`` of ``source`` as of ``version`` and return
+        ``into``'s new version: exactly those rows, file by file (lake/_republish.py), in one commit.
+
+        ``into`` must declare ``source``'s columns and no partitioning: it stores the partition column as an
+        ordinary column. With a Spark session the executors copy the files, one task each.
+        """
+        from lake._republish import FileCopy, new_prefix, republish
+
+        source_spec, target_spec = spec(source), spec(into)
+        column = source_spec.partition_by
+        if column is None or target_spec.partition_columns or source_spec.schema != target_spec.schema:
+            raise ValueError(f"republish copies one partition of a partitioned table into an unpartitioned table "
+                             f"of the same columns; '{source}' and '{into}' are not such a pair")
+        self.create(into)
+        root, uris = self._snapshot_files(source, version, partition)
+        copy = FileCopy(source_root=root, target_root=self.uri(into), target=into, column=column, value=partition,
+                        storage_options=self.storage_options, prefix=new_prefix())
+        republish(self.spark, copy, [u[len(root):].lstrip("/") if u.startswith(root) else u for u in uris])
+        return self.version(into)
+
     def _spark_backend_for(self, spark: SparkSession) -> str:
         """``lake.spark_backend`` resolved for this session: auto picks delta-spark when Delta's jars load."""
         if self._spark_backend is None:

@@ -51,8 +51,6 @@ def publish(config: Config, ds: str, *, spark: SparkSession, force: bool = False
         ValidationError: the partition is missing, older than the published one, from an unapproved model, or
             fails a check; ``recommendations_latest``, ``champion`` and ``models`` are unchanged.
     """
-    from pyspark.sql import functions as F
-
     settings = ScoreSettings.from_config(config)
     rules = ServingRules.from_config(config)
     lake = Lake.from_config(config, spark=spark)
@@ -93,8 +91,10 @@ def publish(config: Config, ds: str, *, spark: SparkSession, force: bool = False
             f"recommendations ds={ds} (table version {source_version}) failed {len(failures)} check(s): "
             + "; ".join(failures) + ". recommendations_latest was left as it was; fix the cause and rerun "
             f"`seqrec score --ds {ds}` then `seqrec publish --ds {ds}`")
-    table_version = lake.write("recommendations_latest", rows, mode="overwrite")
-    count = lake.read_spark("recommendations_latest", version=table_version).agg(F.count(F.lit(1))).first()[0]
+    # the checked files themselves, each copied with its ds: the rows are not decoded into Spark and re-encoded
+    table_version = lake.republish("recommendations", version=source_version, partition=ds,
+                                   into="recommendations_latest")
+    count = sum(lake.row_counts("recommendations_latest", version=table_version).values())
     log.info("published recommendations ds=%s (version %d) as recommendations_latest version %d",
              ds, source_version, table_version)
     promoted = card.approved and not is_champion and ds >= (published or ds)

@@ -103,3 +103,62 @@ def test_a_drop_is_replaced_in_every_day_it_touches_in_one_commit(spark_lake: La
     assert spark_lake.partitions("events") == [day2]
     with pytest.raises(SchemaMismatchError, match="rows hold"):
         spark_lake.write("events", spark_events(spark, day1, 1, drop="c"), mode="replace_where", where={"drop_id": "a"})
+
+
+def spark_recommendations(spark, ds: str, users: int, tasks: int = 3):
+    from pyspark.sql import functions as F
+
+    return spark.range(users * 2, numPartitions=tasks).select(
+        F.floor(F.col("id") / 2).alias("user_id"), (F.col("id") % 2 + 1).cast("int").alias("rank"),
+        (F.col("id") + 100).alias("item_id"), (F.lit(1.0) / (F.col("id") + 1)).cast("float").alias("score"),
+        F.lit("model").alias("source"), F.lit(False).alias("short_list"), F.lit("3").alias("model_version"),
+        F.lit(T0).alias("generated_at"), F.lit(ds).alias("ds"))
+
+
+def test_republish_copies_one_partition_file_by_file_in_one_commit(spark_lake: Lake, spark):
+    spark_lake.write("recommendations", spark_recommendations(spark, "2017-11-25", 40), partition="2017-11-25")
+    checked = spark_lake.write("recommendations", spark_recommendations(spark, "2017-11-26", 30),
+                               partition="2017-11-26")
+    spark_lake.write("recommendations_latest", spark_lake.read_spark("recommendations", partition="2017-11-25"),
+                     mode="overwrite")
+    before = spark_lake.version("recommendations_latest")
+    # a later commit to the source must not leak into a republish of the checked version
+    spark_lake.write("recommendations", spark_recommendations(spark, "2017-11-26", 5), partition="2017-11-26")
+
+    version = spark_lake.republish("recommendations", version=checked, partition="2017-11-26",
+                                   into="recommendations_latest")
+
+    assert version == before + 1
+    expected = spark_lake.read("recommendations", version=checked, partition="2017-11-26")
+    assert spark_lake.read("recommendations_latest").sort_by([("user_id", "ascending"), ("rank", "ascending")]) \
+        == expected.sort_by([("user_id", "ascending"), ("rank", "ascending")])
+    assert spark_lake.row_counts("recommendations_latest") == {(): 60}
+    assert len(spark_lake.file_uris("recommendations_latest")) == len(
+        spark_lake.file_uris("recommendations", version=checked, partition="2017-11-26"))
+    assert spark_lake.read_spark("recommendations_latest").where("ds = '2017-11-26'").count() == 60
+
+
+def test_a_failed_republish_leaves_the_table_and_its_folder_as_they_were(spark_lake: Lake, spark, tmp_path):
+    import os
+    from pathlib import Path
+
+    checked = spark_lake.write("recommendations", spark_recommendations(spark, "2017-11-26", 30),
+                               partition="2017-11-26")
+    spark_lake.write("recommendations_latest", spark_lake.read_spark("recommendations"), mode="overwrite")
+    before, folder = spark_lake.version("recommendations_latest"), Path(spark_lake.uri("recommendations_latest"))
+    files_before = sorted(p.name for p in folder.iterdir())
+    # two of the three files copy fine, the last is gone: the run must take the other two back
+    os.remove(spark_lake.file_uris("recommendations", version=checked)[-1].removeprefix("file://"))
+
+    with pytest.raises(Exception, match="No such file|not found|NotFound"):
+        spark_lake.republish("recommendations", version=checked, partition="2017-11-26",
+                             into="recommendations_latest")
+
+    assert spark_lake.version("recommendations_latest") == before
+    assert sorted(p.name for p in folder.iterdir()) == files_before
+    assert spark_lake.read("recommendations_latest").num_rows == 60
+
+
+def test_republish_refuses_tables_that_are_not_a_partition_and_its_copy(spark_lake: Lake):
+    with pytest.raises(ValueError, match="not such a pair"):
+        spark_lake.republish("events", version=0, partition="2017-11-26", into="recommendations_latest")

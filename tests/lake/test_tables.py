@@ -128,3 +128,23 @@ def test_a_lake_reached_through_a_symlink_reads_its_files(config: Config, lake: 
     through_link = Lake.from_config(config.with_overrides({"lake": {"root": str(linked)}}))
 
     assert sorted(through_link.read("events").column("user_id").to_pylist()) == [1, 2]
+
+
+def test_republish_without_spark_copies_the_pinned_partition_in_this_process(lake: Lake):
+    def day(ds: str, users: int) -> pa.Table:
+        return pa.table({
+            "user_id": list(range(users)), "rank": [1] * users, "item_id": [7] * users, "score": [0.5] * users,
+            "source": ["model"] * users, "short_list": [False] * users, "model_version": ["3"] * users,
+            "generated_at": [T0] * users, "ds": [ds] * users,
+        })
+
+    lake.write("recommendations", day("2017-11-25", 4), partition="2017-11-25")
+    checked = lake.write("recommendations", day("2017-11-26", 3), partition="2017-11-26")
+    lake.write("recommendations", day("2017-11-26", 9), partition="2017-11-26")
+
+    version = lake.republish("recommendations", version=checked, partition="2017-11-26",
+                             into="recommendations_latest")
+
+    assert lake.read("recommendations_latest", version=version) == lake.read(
+        "recommendations", version=checked, partition="2017-11-26")
+    assert lake.row_counts("recommendations_latest") == {(): 3}
