@@ -73,20 +73,16 @@ def republish(spark: SparkSession | None, copy: FileCopy, sources: list[str]) ->
     """Write ``sources`` (paths under ``copy.source_root``) into the target and commit them as its new whole
     content; with a session the executors write one file per task, without one this process does."""
     numbered = list(enumerate(sources))
+    writer = DeltaRsWriter({"table": copy.target, "root": copy.target_root, "mode": "overwrite",
+                            "replaced": "null", "storage_options": json.dumps(copy.storage_options)})
     try:
         if spark is not None and numbered:
             written = spark.sparkContext.parallelize(numbered, len(numbered)).map(copy.rewrite).collect()
         else:
             written = [copy.rewrite(item) for item in numbered]
-    except BaseException:
-        copy.delete_written()
-        raise
-    writer = DeltaRsWriter({"table": copy.target, "root": copy.target_root, "mode": "overwrite",
-                            "replaced": "null", "storage_options": json.dumps(copy.storage_options)})
-    try:
         writer.commit([_WrittenFiles(written)])
     except BaseException:
-        copy.delete_written()  # commit's own abort covers its refusals; this covers everything else
+        copy.delete_written()
         raise
 
 

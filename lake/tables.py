@@ -261,7 +261,7 @@ class Lake:
         root, uris = self._snapshot_files(source, version, partition)
         copy = FileCopy(source_root=root, target_root=self.uri(into), target=into, column=column, value=partition,
                         storage_options=self.storage_options, prefix=new_prefix())
-        republish(self.spark, copy, [u[len(root):].lstrip("/") if u.startswith(root) else u for u in uris])
+        republish(self.spark, copy, _relative(root, uris))
         return self.version(into)
 
     def _spark_backend_for(self, spark: SparkSession) -> str:
@@ -325,7 +325,7 @@ class Lake:
         if not uris:
             return None
         fs = pafs.PyFileSystem(_storage_handler(root, self.storage_options))
-        relative = [u[len(root) :].lstrip("/") if u.startswith(root) else u for u in uris]
+        relative = _relative(root, uris)
         partitioning = None
         if table_spec.partition_columns:
             partitioning = pads.partitioning(
@@ -491,6 +491,11 @@ def _storage_handler(root: str, storage_options: dict[str, str]) -> Any:
     from deltalake.fs import DeltaStorageHandler
 
     return DeltaStorageHandler(root, storage_options or None)
+
+
+def _relative(root: str, uris: list[str]) -> list[str]:
+    """File URIs as paths under the table ``root`` delta-rs resolved (what a filesystem rooted there opens)."""
+    return [u[len(root):].lstrip("/") if u.startswith(root) else u for u in uris]
 
 
 def _spark_path(uri: str) -> str:
