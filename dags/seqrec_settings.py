@@ -56,9 +56,11 @@ def _repo() -> str:
 
 def setting(name: str) -> str:
     """DAG setting ``name``: the worker's environment variable if set, else its default."""
-    if name == "SEQREC_SPARK_CLASS_ARCHIVE" and not os.environ.get(name):
-        return _DEFAULTS[name].format(job_venv=setting("SEQREC_JOB_VENV"))
-    value = os.environ.get(name) or _DEFAULTS[name].format(repo=_repo())
+    value = os.environ.get(name)
+    if not value:
+        default = _DEFAULTS[name]
+        job_venv = setting("SEQREC_JOB_VENV") if "{job_venv}" in default else ""
+        value = default.format(repo=_repo(), job_venv=job_venv)
     if name in ("SEQREC_SPARK_JARS_DIR", "SEQREC_SPARK_CLASS_ARCHIVE"):
         value = os.path.expanduser(value)
     if name == "SEQREC_LAKE_ROOT" and "://" not in value:
